@@ -1,0 +1,101 @@
+import math
+import uuid
+from typing import Any
+
+from celery.result import AsyncResult
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from calc.tasks import Number, add, mul, xsum
+from config.api import BadRequest, bad_request, read_payload
+
+MAX_XSUM_NUMBERS = 10_000
+MAX_MAGNITUDE = 10**18  # keeps every result JSON-serialisable (Python refuses ints of over 4,300 digits)
+
+
+def _number(payload: dict[str, Any], field: str) -> Number:
+    if field not in payload:
+        raise BadRequest(f"{field} is required")
+    return _as_number(payload[field], field)
+
+
+def _as_number(value: Any, field: str) -> Number:
+    if isinstance(value, str):  # form fields arrive as text
+        try:
+            value = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            raise BadRequest(f"{field} must be a number, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"{field} must be a number, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest(f"{field} must be a finite number")
+    if abs(value) > MAX_MAGNITUDE:
+        raise BadRequest(f"{field} must be between -1e18 and 1e18")
+    return value
+
+
+def _accepted(result: AsyncResult) -> JsonResponse:
+    return JsonResponse(
+        {"task_id": result.id, "state": result.state, "url": reverse("calc:task-status", args=[result.id])},
+        status=202,
+    )
+
+
+def _start_binary(request: HttpRequest, task: Any) -> JsonResponse:
+    try:
+        payload = read_payload(request)
+        x, y = _number(payload, "x"), _number(payload, "y")
+    except BadRequest as exc:
+        return bad_request(str(exc))
+    return _accepted(task.delay(x, y))
+
+
+@csrf_exempt
+@require_POST
+def add_start(request: HttpRequest) -> JsonResponse:
+    return _start_binary(request, add)
+
+
+@csrf_exempt
+@require_POST
+def mul_start(request: HttpRequest) -> JsonResponse:
+    return _start_binary(request, mul)
+
+
+@csrf_exempt
+@require_POST
+def xsum_start(request: HttpRequest) -> JsonResponse:
+    try:
+        payload = read_payload(request)
+        numbers = payload.get("numbers")
+        if isinstance(numbers, str):  # form: numbers=1,2,3
+            numbers = [item for item in numbers.split(",") if item.strip()]
+        if not isinstance(numbers, list):
+            raise BadRequest("numbers is required: a JSON array, or comma-separated in a form")
+        if len(numbers) > MAX_XSUM_NUMBERS:
+            raise BadRequest(f"numbers has {len(numbers)} items; at most {MAX_XSUM_NUMBERS} are allowed")
+        values = [_as_number(item, f"numbers[{index}]") for index, item in enumerate(numbers)]
+    except BadRequest as exc:
+        return bad_request(str(exc))
+    return _accepted(xsum.delay(values))
+
+
+@require_GET
+def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
+    try:
+        uuid.UUID(task_id)
+    except ValueError:
+        return bad_request(f"{task_id!r} is not a task id (a UUID)")
+    result = AsyncResult(task_id)
+    failed = result.state == "FAILURE"
+    return JsonResponse(
+        {
+            "task_id": task_id,
+            "state": result.state,  # PENDING also covers an id nobody enqueued
+            "ready": result.ready(),
+            "result": None if failed else result.result,
+            "error": repr(result.result) if failed else None,
+        }
+    )

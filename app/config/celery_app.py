@@ -1,0 +1,41 @@
+"""The Celery application: https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html"""
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, bootsteps
+
+from config import green
+from config.probes import ConsumerLiveness
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+# Under `-P gevent` Celery has monkey-patched by now; psycopg2 must yield to the hub before anything connects.
+green.make_psycopg2_cooperative()
+
+app = Celery("config")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+
+
+class DatabaseReadiness(bootsteps.Step):
+    """Runs once the pool and concurrency are known, before the worker consumes anything."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        green.check_worker_database_setup(worker)
+
+
+app.steps["worker"].add(DatabaseReadiness)
+app.steps["consumer"].add(ConsumerLiveness)
+
+
+@app.task(bind=True, ignore_result=True)
+def debug_task(self: Any) -> None:
+    """Logs the request it was given: `debug_task.delay()` from `make shell` shows a worker is consuming."""
+    logger.info("debug_task request: %r", self.request)

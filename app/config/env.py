@@ -1,0 +1,133 @@
+"""The one place the environment is read.
+
+`env` is django-environ with two changes: a value that cannot be cast stops start-up with an error
+naming the variable, and booleans accept only true/false/yes/no/on/off/1/0 (django-environ turns any
+unknown word into False, so `DJANGO_DEBUG=ture` would pass silently).
+
+`celery_settings_from_env` turns every `CELERY_*` variable into the Django setting of that name, typed
+by Celery's own table of options, so any Celery setting can be set from the environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use one of true/false, yes/no, on/off, 1/0")
+
+
+class StrictEnv(environ.Env):
+    def get_value(self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET, parse_default: bool = False) -> Any:
+        if cast is bool and var in self.ENVIRON:
+            return parse_bool(var, self.ENVIRON[var])
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError) as exc:
+            raise ImproperlyConfigured(f"{var}={self.ENVIRON.get(var)!r} is malformed: {exc}") from exc
+
+
+env = StrictEnv()
+
+
+# Variables Celery reads from the environment itself, which are not settings.
+_CELERY_PROCESS_VARIABLES = frozenset(
+    {
+        "CELERY_BENCH",
+        "CELERY_BENCH_EVERY",
+        "CELERY_CONFIG_MODULE",
+        "CELERY_CUSTOM_WORKER_POOL",
+        "CELERY_LOADER",
+        "CELERY_LOG_FILE",
+        "CELERY_LOG_LEVEL",
+        "CELERY_LOG_REDIRECT",
+        "CELERY_LOG_REDIRECT_LEVEL",
+        "CELERY_RDB_HOST",
+        "CELERY_RDB_PORT",
+        "CELERY_SKIP_CHECKS",
+        "CELERY_TRACE_APP",
+    }
+)
+
+
+def _celery_option_types() -> dict[str, str]:
+    """Django setting name (CELERY_WORKER_CONCURRENCY) -> Celery's declared type ('int', 'bool', ...)."""
+    from celery.app.defaults import NAMESPACES, flatten
+
+    types = {}
+    for name, option in flatten(NAMESPACES):
+        declared = option.type if isinstance(option.type, str) else option.type.__name__
+        types[f"CELERY_{name.upper()}"] = declared
+    return types
+
+
+def _parse_json(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not valid JSON: {exc}") from exc
+
+
+def _parse_celery_value(name: str, declared: str, raw: str) -> Any:
+    if declared == "bool":
+        return parse_bool(name, raw)
+    if declared in {"int", "float"}:
+        cast = int if declared == "int" else float
+        try:
+            return cast(raw)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={raw!r} is not an {declared}") from None
+    if declared == "dict":
+        value = _parse_json(name, raw)
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured(f"{name}={raw!r} must be a JSON object, e.g. {{\"key\": 1}}")
+        return value
+    if declared in {"list", "tuple"}:
+        if raw.lstrip().startswith("["):
+            value = _parse_json(name, raw)
+            if not isinstance(value, list):
+                raise ImproperlyConfigured(f"{name}={raw!r} must be a JSON array or a comma-separated list")
+        else:
+            value = [item.strip() for item in raw.split(",") if item.strip()]
+        return tuple(value) if declared == "tuple" else value
+    if declared == "any":
+        # Numbers, booleans, objects and arrays as JSON (CELERY_WORKER_CONCURRENCY=7); anything else is a string.
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    if declared == "bytes":
+        return raw.encode()
+    return raw
+
+
+def celery_settings_from_env(environ_: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every CELERY_* variable, typed; an unknown name or a malformed value raises ImproperlyConfigured."""
+    source = os.environ if environ_ is None else environ_
+    types = _celery_option_types()
+    settings: dict[str, Any] = {}
+    for name, raw in sorted(source.items()):
+        if not name.startswith("CELERY_") or name in _CELERY_PROCESS_VARIABLES:
+            continue
+        declared = types.get(name)
+        if declared is None:
+            close = difflib.get_close_matches(name, types, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ImproperlyConfigured(f"{name} is not a Celery setting{hint} (see Celery's configuration reference)")
+        settings[name] = _parse_celery_value(name, declared, raw)
+    return settings

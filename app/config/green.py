@@ -1,0 +1,119 @@
+"""The Django ORM under gevent: cooperative, one connection per greenlet, and a bounded connection count.
+
+Celery's `-P gevent` monkey-patches the standard library before it imports this project. From then on
+`threading.local` is greenlet-local, so Django keeps one DatabaseWrapper per greenlet (per task), which is
+what makes ORM writes from the worker correct. Two things are still needed and are done here:
+
+* psycopg2 is a C extension that waits on its socket itself, outside gevent: each query would block the
+  whole worker. psycogreen installs a wait callback that yields to the gevent hub instead.
+* every greenlet that touches the ORM holds a connection, so the worker's concurrency must fit in
+  Postgres's max_connections beside the web's; the worker checks this before it consumes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from config.env import env
+
+logger = logging.getLogger(__name__)
+
+_cooperative = False
+
+
+def gevent_is_patched() -> bool:
+    if "gevent.monkey" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("socket"))
+
+
+def make_psycopg2_cooperative() -> bool:
+    """Install psycogreen's wait callback once, only where gevent has patched; returns whether it is on."""
+    global _cooperative
+    if _cooperative or not gevent_is_patched():
+        return _cooperative
+    # Off only to measure what it buys (make bench); never in a real deployment.
+    if not env.bool("PSYCOPG2_COOPERATIVE", default=True):
+        return False
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+    _cooperative = True
+    return True
+
+
+def connections_are_greenlet_local() -> bool:
+    """False when django.db was imported before gevent patched: every greenlet would share one connection."""
+    import gevent.local
+    from django.db import connections
+
+    return isinstance(connections._connections._storage, gevent.local.local)  # type: ignore[attr-defined]
+
+
+def connection_budget_problem(*, worker_concurrency: int, web_connections: int) -> str | None:
+    """Why the worker's and the web's connections cannot fit in Postgres, or None when they can."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setting::int FROM pg_settings"
+            " WHERE name IN ('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+            " ORDER BY name"
+        )
+        rows = [row[0] for row in cursor.fetchall()]
+    connection.close()
+    max_connections, reserved = rows[0], sum(rows[1:])
+    usable = max_connections - reserved
+    needed = worker_concurrency + web_connections
+    if needed <= usable:
+        return None
+    return (
+        f"this worker's concurrency ({worker_concurrency}) plus the web's connections ({web_connections}, "
+        f"WEB_CONCURRENCY x GUNICORN_THREADS) is {needed}, but Postgres allows {usable} "
+        f"(max_connections {max_connections} less {reserved} reserved). Lower CELERY_WORKER_CONCURRENCY "
+        "or raise Postgres's max_connections."
+    )
+
+
+def check_worker_database_setup(worker: Any) -> None:
+    """Refuse to start a worker whose database setup would fail under load; log what is in force."""
+    from django.conf import settings
+
+    pool = f"{worker.pool_cls.__module__}"
+    problems = []
+    if "gevent" in pool:
+        if not connections_are_greenlet_local():
+            problems.append(
+                "django.db was imported before gevent monkey-patched, so all greenlets share one database "
+                "connection. Start the worker with `celery -A config.celery_app worker -P gevent` and import "
+                "nothing from Django in code that runs before it."
+            )
+        if settings.DATABASES["default"]["CONN_MAX_AGE"] != 0:
+            problems.append(
+                "DJANGO_CONN_MAX_AGE must be 0 for the gevent worker: each task runs in a new greenlet, so a "
+                "persistent connection is never reused and stays open until garbage collection."
+            )
+        if _cooperative:
+            logger.info("gevent pool: psycopg2 waits yield to the gevent hub (psycogreen)")
+        else:
+            logger.warning("gevent pool: psycopg2 is NOT cooperative; every query blocks the whole worker")
+    budget_problem = connection_budget_problem(
+        worker_concurrency=int(worker.concurrency),
+        web_connections=settings.WEB_CONCURRENCY * settings.GUNICORN_THREADS,
+    )
+    if budget_problem:
+        problems.append(budget_problem)
+    if problems:
+        for problem in problems:
+            logger.critical("worker refuses to start: %s", problem)
+        raise SystemExit("worker refuses to start: " + " | ".join(problems))
+    logger.info(
+        "database setup checked: pool %s, concurrency %s, CONN_MAX_AGE %s",
+        pool,
+        worker.concurrency,
+        settings.DATABASES["default"]["CONN_MAX_AGE"],
+    )

@@ -1,0 +1,153 @@
+"""Settings shared by every environment. Every value that varies comes from the environment via config.env."""
+
+from pathlib import Path
+
+from config.env import celery_settings_from_env, env
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+# Core: https://docs.djangoproject.com/en/5.2/ref/settings/
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_celery_results",
+    "django_celery_beat",
+    "logs",
+    "calc",
+    "heartbeat",
+    "diagnostics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+# Database: https://docs.djangoproject.com/en/5.2/ref/databases/#postgresql-notes
+DATABASES = {"default": env.db_url("DATABASE_URL")}
+# The web reuses a connection for a minute. The gevent worker must use 0: each task runs in a new greenlet
+# with a connection of its own, which no later task can reuse, so Celery closes it when the task ends.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["OPTIONS"] = {
+    # Names the process in pg_stat_activity, so connections can be counted per service.
+    "application_name": env.str("DJANGO_DB_APPLICATION_NAME", default="django"),
+    # A runaway query blocks a gevent worker's hub, where the task time limit cannot fire: the server ends it.
+    "options": f"-c statement_timeout={env.int('DJANGO_DB_STATEMENT_TIMEOUT_MS', default=30_000)}",
+    "connect_timeout": 5,
+}
+
+
+# Passwords: https://docs.djangoproject.com/en/5.2/topics/auth/passwords/
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+
+# Static files (served by WhiteNoise): https://whitenoise.readthedocs.io/en/stable/django.html
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+
+# Logging: https://docs.djangoproject.com/en/5.2/topics/logging/
+LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+
+# Celery: https://docs.celeryq.dev/en/stable/userguide/configuration.html
+# Defaults for a gevent worker on a Redis broker. Any CELERY_* variable in the environment overrides the
+# setting of that name, typed by Celery's own option table; an unknown name stops start-up.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+# Results go to Postgres through django-celery-results, where the admin shows them.
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True  # keeps the task name and arguments beside the result, for the admin
+CELERY_TASK_IGNORE_RESULT = True  # nobody reads most results; a task that returns one says ignore_result=False
+CELERY_TASK_ACKS_LATE = True  # acked after it runs, so a crash redelivers it; tasks here are idempotent
+# Redis hands an unacked task to another worker after this: longer than queue wait plus the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# With acks late on gevent and Redis, a multiplier of 1 was measured 8-20x slower (make bench shows it).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_WORKER_CONCURRENCY = 20  # greenlets; each one that touches the ORM holds a Postgres connection
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # wait for Redis at start-up rather than exit
+# After a lost broker connection the unacked tasks are redelivered; finishing them here too would run them twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_TIME_LIMIT = 120  # hard limit in seconds; the gevent pool has no soft time limit
+CELERY_TASK_SERIALIZER = "json"  # JSON only: pickle from the broker would run arbitrary code
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower builds its task views from these events
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TIMEZONE = TIME_ZONE
+# django-celery-beat's DatabaseScheduler, which also touches a file on every tick for the healthcheck.
+CELERY_BEAT_SCHEDULER = "config.beat_scheduler:LivenessDatabaseScheduler"
+# Copied into django-celery-beat's tables when beat starts; edit the run there (admin) or here.
+CELERY_BEAT_SCHEDULE = {
+    "record-heartbeat": {
+        "task": "heartbeat.tasks.heartbeat_record_task",
+        "schedule": 10.0,  # every ten seconds, so a fresh stack shows a run at once
+    },
+}
+globals().update(celery_settings_from_env())
+
+# gunicorn's size, read here as well so the worker can count the web's Postgres connections.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)

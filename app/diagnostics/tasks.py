@@ -1,0 +1,38 @@
+"""Diagnostic tasks for `make bench` and the worker's integration tests. `report_to`, when given, names a
+Redis list that receives 'sent_at done_at' when the task ends, so runs can be timed without a result backend."""
+
+import time
+
+from celery import shared_task
+
+from diagnostics.services import probe_database_sleep, probe_record_create, probe_report
+
+
+def _report(report_to: str | None, sent_at: float | None) -> None:
+    if report_to:
+        probe_report(report_to=report_to, sent_at=sent_at or 0.0)
+
+
+@shared_task
+def noop_task(report_to: str | None = None, sent_at: float | None = None) -> None:
+    _report(report_to, sent_at)
+
+
+@shared_task
+def sleep_task(seconds: float, report_to: str | None = None, sent_at: float | None = None) -> None:
+    time.sleep(seconds)  # stands in for I/O: an HTTP call, a file on a network share
+    _report(report_to, sent_at)
+
+
+@shared_task
+def database_sleep_insert_task(
+    seconds: float, key: str, report_to: str | None = None, sent_at: float | None = None
+) -> None:
+    probe_database_sleep(seconds=seconds)
+    probe_record_create(key=key)
+    _report(report_to, sent_at)
+
+
+@shared_task(ignore_result=False)
+def probe_insert_task(key: str) -> int:
+    return probe_record_create(key=key).pk

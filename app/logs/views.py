@@ -1,0 +1,61 @@
+import uuid
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from config.api import BadRequest, bad_request, read_payload, require_text
+from logs.models import Log
+from logs.selectors import log_get, log_list
+from logs.tasks import log_write_task
+
+MAX_LIST_LIMIT = 200
+
+
+def _log_json(log: Log) -> dict[str, object]:
+    return {
+        "id": log.pk,
+        "request_id": str(log.request_id),
+        "text": log.text,
+        "created_at": log.created_at.isoformat(),
+    }
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def log_collection(request: HttpRequest) -> JsonResponse:
+    if request.method == "POST":
+        return _log_enqueue(request)
+    raw_limit = request.GET.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+        return bad_request(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}")
+    return JsonResponse({"logs": [_log_json(log) for log in log_list(limit=int(raw_limit))]})
+
+
+def _log_enqueue(request: HttpRequest) -> JsonResponse:
+    try:
+        text = require_text(read_payload(request), "text", max_length=Log._meta.get_field("text").max_length or 255)
+    except BadRequest as exc:
+        return bad_request(str(exc))
+    request_id = uuid.uuid4()
+    log_write_task.delay_on_commit(str(request_id), text)
+    return JsonResponse(
+        {
+            "request_id": str(request_id),
+            "status": "queued",
+            "url": reverse("logs:detail", kwargs={"request_id": request_id}),
+        },
+        status=202,
+    )
+
+
+@require_GET
+def log_detail(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
+    log = log_get(request_id=request_id)
+    if log is None:
+        return JsonResponse(
+            {"request_id": str(request_id), "status": "pending", "error": "not written (yet): the worker writes it"},
+            status=404,
+        )
+    return JsonResponse({"status": "written", **_log_json(log)})

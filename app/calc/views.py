@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from calc.tasks import Number, add, mul, xsum
 from config.api import BadRequest, bad_request, read_payload
+from config.celery_app import app as celery_app
 
 MAX_XSUM_NUMBERS = 10_000
 MAX_MAGNITUDE = 10**18  # keeps every result JSON-serialisable (Python refuses ints of over 4,300 digits)
@@ -88,7 +89,7 @@ def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
         uuid.UUID(task_id)
     except ValueError:
         return bad_request(f"{task_id!r} is not a task id (a UUID)")
-    result = AsyncResult(task_id)
+    result = celery_app.AsyncResult(task_id)
     failed = result.state == "FAILURE"
     return JsonResponse(
         {

@@ -87,11 +87,11 @@ def _parse_celery_value(name: str, declared: str, raw: str) -> Any:
     if declared == "bool":
         return parse_bool(name, raw)
     if declared in {"int", "float"}:
-        cast = int if declared == "int" else float
+        cast, article = (int, "an") if declared == "int" else (float, "a")
         try:
             return cast(raw)
         except ValueError:
-            raise ImproperlyConfigured(f"{name}={raw!r} is not an {declared}") from None
+            raise ImproperlyConfigured(f"{name}={raw!r} is not {article} {declared}") from None
     if declared == "dict":
         value = _parse_json(name, raw)
         if not isinstance(value, dict):

@@ -36,3 +36,20 @@ def database_sleep_insert_task(
 @shared_task(ignore_result=False)
 def probe_insert_task(key: str) -> int:
     return probe_record_create(key=key).pk
+
+
+@shared_task(ignore_result=False)
+def runtime_report_task() -> dict[str, object]:
+    """What the worker process that runs it is: pool, and whether its ORM setup is the gevent-safe one."""
+    import psycopg2.extensions
+    from django.conf import settings
+
+    from config import green
+
+    patched = green.gevent_is_patched()
+    return {
+        "gevent_patched": patched,
+        "psycopg2_wait_callback": getattr(psycopg2.extensions.get_wait_callback(), "__module__", None),
+        "connections_greenlet_local": green.connections_are_greenlet_local() if patched else False,
+        "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
+    }

@@ -147,6 +147,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 globals().update(celery_settings_from_env())
+# Under gevent with acks late, every task that finishes acks over a Redis connection of the consumer's pool;
+# a pool smaller than the concurrency fails acks with "Too many connections". Sized here unless set above.
+CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("max_connections", int(CELERY_WORKER_CONCURRENCY) + 10)
 
 # gunicorn's size, read here as well so the worker can count the web's Postgres connections.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)

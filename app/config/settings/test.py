@@ -11,3 +11,6 @@ DATABASES["default"]["TEST"] = {"NAME": _test_database}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; test users only
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+WHITENOISE_AUTOREFRESH = True  # no collectstatic in tests
+# Tasks that a unit test runs eagerly store their results, so /tasks/<id>/ reads them back as it would a worker's.
+CELERY_TASK_STORE_EAGER_RESULT = True

@@ -1,0 +1,96 @@
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import StrictEnv, celery_settings_from_env
+
+
+def test_celery_settings_are_typed_by_celerys_option_table() -> None:
+    settings = celery_settings_from_env(
+        {
+            "CELERY_WORKER_CONCURRENCY": "7",
+            "CELERY_TASK_ACKS_LATE": "true",
+            "CELERY_BROKER_TRANSPORT_OPTIONS": '{"visibility_timeout": 3600}',
+            "CELERY_TASK_TIME_LIMIT": "90.5",
+            "CELERY_WORKER_PREFETCH_MULTIPLIER": "2",
+            "CELERY_ACCEPT_CONTENT": "json,msgpack",
+            "CELERY_BROKER_URL": "redis://example:6379/3",
+            "DJANGO_DEBUG": "true",  # not Celery's: ignored here
+        }
+    )
+    assert settings == {
+        "CELERY_WORKER_CONCURRENCY": 7,
+        "CELERY_TASK_ACKS_LATE": True,
+        "CELERY_BROKER_TRANSPORT_OPTIONS": {"visibility_timeout": 3600},
+        "CELERY_TASK_TIME_LIMIT": 90.5,
+        "CELERY_WORKER_PREFETCH_MULTIPLIER": 2,
+        "CELERY_ACCEPT_CONTENT": ["json", "msgpack"],
+        "CELERY_BROKER_URL": "redis://example:6379/3",
+    }
+
+
+def test_json_array_and_false_booleans() -> None:
+    settings = celery_settings_from_env({"CELERY_ACCEPT_CONTENT": '["json"]', "CELERY_TASK_ACKS_LATE": "off"})
+    assert settings == {"CELERY_ACCEPT_CONTENT": ["json"], "CELERY_TASK_ACKS_LATE": False}
+
+
+def test_a_typo_is_named_with_a_suggestion() -> None:
+    with pytest.raises(ImproperlyConfigured, match="CELERY_WORKR_CONCURRENCY.*did you mean CELERY_WORKER_CONCURRENCY"):
+        celery_settings_from_env({"CELERY_WORKR_CONCURRENCY": "7"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("CELERY_WORKER_PREFETCH_MULTIPLIER", "four", "is not an int"),
+        ("CELERY_TASK_ACKS_LATE", "maybe", "is not a boolean"),
+        ("CELERY_BROKER_TRANSPORT_OPTIONS", "{visibility_timeout: 1}", "is not valid JSON"),
+        ("CELERY_BROKER_TRANSPORT_OPTIONS", "[1, 2]", "must be a JSON object"),
+        ("CELERY_TASK_TIME_LIMIT", "2m", "is not a float"),
+    ],
+)
+def test_a_malformed_value_is_named(name: str, value: str, reason: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=f"{name}=.*{reason}"):
+        celery_settings_from_env({name: value})
+
+
+def test_variables_celery_reads_itself_are_not_settings() -> None:
+    assert celery_settings_from_env({"CELERY_LOG_LEVEL": "DEBUG", "CELERY_SKIP_CHECKS": "1"}) == {}
+
+
+def test_strict_env_names_a_malformed_variable() -> None:
+    env = StrictEnv()
+    env.ENVIRON = {"DJANGO_DEBUG": "ture", "WEB_CONCURRENCY": "two"}
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_DEBUG='ture' is not a boolean"):
+        env.bool("DJANGO_DEBUG")
+    with pytest.raises(ImproperlyConfigured, match="WEB_CONCURRENCY='two' is malformed"):
+        env.int("WEB_CONCURRENCY")
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_SECRET_KEY"):
+        env.str("DJANGO_SECRET_KEY")
+
+
+def test_the_celery_app_reads_the_settings_through_its_namespace() -> None:
+    from config.celery_app import app
+
+    assert app.conf.task_acks_late is True
+    assert app.conf.worker_prefetch_multiplier >= 2
+    assert app.conf.broker_transport_options["visibility_timeout"] > app.conf.task_time_limit
+    assert app.conf.task_ignore_result is True
+    assert app.conf.accept_content == ["json"]
+    assert app.conf.broker_connection_retry_on_startup is True
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is True
+
+
+def test_a_typo_stops_django_from_starting() -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, "CELERY_WORKR_CONCURRENCY": "7"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "CELERY_WORKR_CONCURRENCY is not a Celery setting" in result.stderr

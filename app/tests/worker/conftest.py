@@ -1,0 +1,77 @@
+"""Tests that run tasks on the real worker: the test-worker service (gevent pool, concurrency 50), which
+shares this session's test database and a Redis database of its own. `make test` starts it."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from config.celery_app import app as celery_app
+
+WORKER_APPLICATION_NAME = "test-worker"
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (waited {timeout}s)")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def worker_stats() -> dict[str, Any]:
+    """The test worker's own report of itself; fails the tests at once when no worker is consuming."""
+    replies = celery_app.control.inspect(timeout=5).stats() or {}
+    if not replies:
+        pytest.fail("no Celery worker answered on the test broker: start it with `make test`")
+    celery_app.control.purge()  # anything left over from an interrupted run
+    return next(iter(replies.values()))
+
+
+@pytest.fixture
+def worker(worker_stats: dict[str, Any], transactional_db: None) -> dict[str, Any]:
+    """Committed rows (so the worker sees them), flushed after the test."""
+    return worker_stats
+
+
+def worker_connection_count() -> int:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [WORKER_APPLICATION_NAME])
+        return int(cursor.fetchone()[0])
+
+
+class ConnectionSampler:
+    """Counts the worker's Postgres connections every 20 ms from a thread of its own."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.samples.append(worker_connection_count())
+                time.sleep(0.02)
+        finally:
+            connections.close_all()
+
+    def __enter__(self) -> "ConnectionSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def connection_sampler() -> Iterator[type[ConnectionSampler]]:
+    yield ConnectionSampler

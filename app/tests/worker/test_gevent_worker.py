@@ -1,0 +1,90 @@
+"""The worker, as deployed: gevent pool, psycopg2 made cooperative, one connection per running task."""
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from django.db import IntegrityError
+
+from diagnostics.models import ProbeRecord
+from diagnostics.tasks import database_sleep_insert_task, probe_insert_task, runtime_report_task
+from logs.models import Log
+from logs.tasks import log_write_task
+from tests.worker.conftest import wait_until, worker_connection_count
+
+pytestmark = pytest.mark.worker
+
+CONCURRENCY = 50
+
+
+def test_the_worker_runs_the_gevent_pool_at_the_concurrency_from_the_environment(worker: dict[str, Any]) -> None:
+    assert worker["pool"]["implementation"] == "celery.concurrency.gevent:TaskPool"
+    assert worker["pool"]["max-concurrency"] == CONCURRENCY
+
+
+def test_the_orm_setup_inside_the_worker_is_the_gevent_safe_one(worker: dict[str, Any]) -> None:
+    report = runtime_report_task.delay().get(timeout=10)
+    assert report["gevent_patched"] is True
+    assert report["psycopg2_wait_callback"] == "psycogreen.gevent"
+    assert report["connections_greenlet_local"] is True
+    assert report["conn_max_age"] == 0
+
+
+def test_post_logs_is_written_by_the_worker(worker: dict[str, Any], client: Any) -> None:
+    response = client.post("/logs/", {"text": "written by the gevent worker"})
+    assert response.status_code == 202
+    url = response.json()["url"]
+    body = wait_until(
+        lambda: client.get(url).status_code == 200 and client.get(url).json(), timeout=10, message="row not written"
+    )
+    assert body["text"] == "written by the gevent worker"
+
+
+def test_an_add_result_is_read_back_by_task_id(worker: dict[str, Any], client: Any) -> None:
+    url = client.post("/tasks/add/", {"x": 19, "y": 23}, content_type="application/json").json()["url"]
+    status = wait_until(lambda: (s := client.get(url).json())["ready"] and s, timeout=10, message="add never finished")
+    assert status == {"task_id": url.split("/")[-2], "state": "SUCCESS", "ready": True, "result": 42, "error": None}
+
+
+def test_a_thousand_orm_writes_at_concurrency_50_give_exactly_a_thousand_rows(
+    worker: dict[str, Any], connection_sampler: Any
+) -> None:
+    request_ids = [uuid.uuid4() for _ in range(1000)]
+    with connection_sampler() as sampler:
+        for index, request_id in enumerate(request_ids):
+            log_write_task.delay(str(request_id), f"burst {index}")
+        wait_until(lambda: Log.objects.count() >= 1000, timeout=90, message="the burst did not finish")
+    time.sleep(0.5)  # a redelivered or duplicated task would show up now
+    assert Log.objects.count() == 1000
+    assert set(Log.objects.values_list("request_id", flat=True)) == set(request_ids)
+    assert max(sampler.samples) <= CONCURRENCY, f"worker held {max(sampler.samples)} connections"
+    wait_until(lambda: worker_connection_count() == 0, timeout=10, message="worker connections stayed open when idle")
+
+
+def test_database_waits_are_cooperative(worker: dict[str, Any], connection_sampler: Any) -> None:
+    """50 tasks that each sleep 0.5 s in Postgres: 25 s if psycopg2 blocked the hub, about 0.5 s if it yields."""
+    started = time.monotonic()
+    with connection_sampler() as sampler:
+        for index in range(50):
+            database_sleep_insert_task.delay(0.5, f"cooperative-{index}")
+        wait_until(lambda: ProbeRecord.objects.count() >= 50, timeout=30, message="pg_sleep tasks did not finish")
+    elapsed = time.monotonic() - started
+    assert elapsed < 5, f"50 x pg_sleep(0.5) took {elapsed:.1f}s: the database driver is blocking the worker"
+    assert max(sampler.samples) <= CONCURRENCY
+    assert max(sampler.samples) >= 10, "the sleeps did not overlap"
+    wait_until(lambda: worker_connection_count() == 0, timeout=10, message="worker connections stayed open when idle")
+
+
+def test_a_failed_task_rolls_back_and_the_next_task_works(worker: dict[str, Any], client: Any) -> None:
+    assert probe_insert_task.delay("unique-key").get(timeout=10) > 0
+    duplicate = probe_insert_task.delay("unique-key")
+    with pytest.raises(IntegrityError):
+        duplicate.get(timeout=10)
+    status = client.get(f"/tasks/{duplicate.id}/").json()
+    assert status["state"] == "FAILURE"
+    assert "IntegrityError" in status["error"]
+    # Every greenlet that runs next gets a clean connection: no "current transaction is aborted".
+    results = [probe_insert_task.delay(f"after-failure-{index}") for index in range(2 * CONCURRENCY)]
+    assert all(result.get(timeout=20) > 0 for result in results)
+    assert ProbeRecord.objects.count() == 1 + 2 * CONCURRENCY

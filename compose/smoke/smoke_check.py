@@ -1,0 +1,120 @@
+"""Checks a running development stack from inside its compose network (make smoke).
+
+Standard library only. Each check prints one line; the first failure exits 1 with what was expected.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+WEB = os.environ.get("SMOKE_WEB_URL", "http://web:8000")
+FLOWER = os.environ.get("SMOKE_FLOWER_URL", "http://flower:5555")
+FLOWER_AUTH = "Basic " + base64.b64encode(f"{os.environ['FLOWER_USER']}:{os.environ['FLOWER_PASSWORD']}".encode()).decode()
+EXPECTED_CONCURRENCY = int(os.environ.get("CELERY_WORKER_CONCURRENCY", "20"))
+
+
+def request(method: str, url: str, body: Any = None, *, form: bool = False, auth: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": auth} if auth else {}
+    data = None
+    if body is not None:
+        if form:
+            data = "&".join(f"{key}={value}" for key, value in body.items()).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def eventually(probe: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+def check(name: str, condition: bool, detail: Any = "") -> None:
+    if not condition:
+        raise AssertionError(f"{name}: {detail}")
+    print(f"ok   {name}")
+
+
+def main() -> None:
+    status, body = request("GET", f"{WEB}/health/")
+    check("web /health/ reports database and broker ok", status == 200 and body.get("status") == "ok", body)
+    status, body = request("GET", f"{FLOWER}/healthcheck")
+    check("flower /healthcheck", status == 200, body)
+
+    status, body = request("POST", f"{WEB}/logs/", {"text": "smoke test"}, form=True)
+    check("POST /logs/ is accepted (202)", status == 202, (status, body))
+    url = body["url"]
+    row = eventually(lambda: (r := request("GET", f"{WEB}{url}"))[0] == 200 and r[1], timeout=15, what="log row")
+    check("the worker wrote the log row", row["text"] == "smoke test", row)
+    status, body = request("GET", f"{WEB}/logs/")
+    check("GET /logs/ lists it", any(log["request_id"] == row["request_id"] for log in body["logs"]), body)
+
+    for payload in ({}, {"text": ""}, {"text": "x" * 256}, {"text": 5}):
+        status, body = request("POST", f"{WEB}/logs/", payload)
+        check(f"POST /logs/ {json.dumps(payload)[:30]} is a 400 with a reason", status == 400 and body.get("error"), body)
+
+    status, body = request("POST", f"{WEB}/tasks/add/", {"x": 20, "y": 22})
+    check("POST /tasks/add/ is accepted", status == 202, body)
+    task_id, task_url = body["task_id"], body["url"]
+    result = eventually(lambda: (r := request("GET", f"{WEB}{task_url}")[1])["ready"] and r, timeout=15, what="add")
+    check("the add result is read back by task id", result["state"] == "SUCCESS" and result["result"] == 42, result)
+
+    status, _ = request("GET", f"{FLOWER}/api/workers")
+    check("Flower without credentials answers 401", status == 401, status)
+    workers = eventually(
+        lambda: request("GET", f"{FLOWER}/api/workers?refresh=1", auth=FLOWER_AUTH)[1], timeout=15, what="flower workers"
+    )
+    pools = [info["stats"]["pool"] for info in workers.values() if info.get("stats")]
+    check(
+        f"Flower lists the worker on the gevent pool at concurrency {EXPECTED_CONCURRENCY}",
+        any(
+            pool["implementation"].endswith("gevent:TaskPool") and pool["max-concurrency"] == EXPECTED_CONCURRENCY
+            for pool in pools
+        ),
+        pools,
+    )
+    task = eventually(
+        lambda: (t := request("GET", f"{FLOWER}/api/task/info/{task_id}", auth=FLOWER_AUTH))[0] == 200
+        and t[1].get("state") == "SUCCESS"
+        and t[1],
+        timeout=15,
+        what="flower task info",
+    )
+    check("Flower shows the add task succeeded", task["state"] == "SUCCESS", task)
+
+    beats = eventually(lambda: request("GET", f"{WEB}/heartbeats/")[1]["heartbeats"], timeout=30, what="beat's run")
+    check("beat's periodic task has run", beats[0]["runs"] >= 1, beats)
+    print("smoke: all checks passed")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (AssertionError, OSError, KeyError) as failure:
+        print(f"FAIL {failure}", file=sys.stderr)
+        sys.exit(1)

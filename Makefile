@@ -8,10 +8,13 @@ COMPOSE ?= docker compose
 APP_UID ?= $(shell id -u | sed 's/^0$$/1000/')
 APP_GID ?= $(shell id -g | sed 's/^0$$/1000/')
 export APP_UID APP_GID
+# Commands that write into your checkout (fmt, makemigrations) run as you, so the files stay yours.
+HOST_USER := $(shell id -u):$(shell id -g)
 ARGS ?=
 
 # Tools run in the development image with the whole repository mounted, without waiting for any service.
-TOOLS = $(COMPOSE) run --rm --no-deps --entrypoint "" -v "$(CURDIR):/src" -w /src
+TOOLS = $(COMPOSE) run --rm --no-deps --entrypoint "" -v "$(CURDIR):/src" -w /src \
+	-e RUFF_CACHE_DIR=/tmp/ruff -e MYPY_CACHE_DIR=/tmp/mypy
 
 .PHONY: help
 help: ## list the targets
@@ -64,7 +67,7 @@ migrate: ## apply migrations
 
 .PHONY: makemigrations
 makemigrations: ## create migrations for model changes
-	$(COMPOSE) exec --user "$(APP_UID):$(APP_GID)" web python manage.py makemigrations $(ARGS)
+	$(COMPOSE) exec --user "$(HOST_USER)" web python manage.py makemigrations $(ARGS)
 
 .PHONY: createsuperuser
 createsuperuser: ## create an admin user
@@ -93,6 +96,7 @@ smoke: .env ## check the running stack (make up first) from inside its network
 
 .PHONY: lint
 lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, hadolint
+	@$(COMPOSE) build --quiet web
 	$(COMPOSE) config -q
 	$(COMPOSE) -f docker-compose.prod.yml --env-file .env.prod.example config -q
 	$(TOOLS) web bash -euo pipefail -c '\
@@ -103,7 +107,8 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 
 .PHONY: fmt
 fmt: .env ## format and autofix with ruff
-	$(TOOLS) --user "$(APP_UID):$(APP_GID)" web bash -c 'ruff format . && ruff check --fix .'
+	@$(COMPOSE) build --quiet web
+	$(TOOLS) --user "$(HOST_USER)" web bash -c 'ruff format . && ruff check --fix .'
 
 .PHONY: clean
 clean: ## remove containers, volumes and the locally built images

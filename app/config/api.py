@@ -25,7 +25,7 @@ def read_payload(request: HttpRequest) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:  # ValueError covers JSONDecodeError
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
-            raise BadRequest("the JSON body must be an object, e.g. {\"text\": \"hello\"}")
+            raise BadRequest('the JSON body must be an object, e.g. {"text": "hello"}')
         return payload
     if content_type in {"application/x-www-form-urlencoded", "multipart/form-data", ""}:
         form: dict[str, Any] = {}

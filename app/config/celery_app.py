@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class DatabaseReadiness(bootsteps.Step):
     """Runs once the pool and concurrency are known, before the worker consumes anything."""
 
-    requires = {"celery.worker.components:Pool"}
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)

@@ -14,7 +14,7 @@ import difflib
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -33,7 +33,9 @@ def parse_bool(name: str, raw: str) -> bool:
 
 
 class StrictEnv(environ.Env):
-    def get_value(self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET, parse_default: bool = False) -> Any:
+    def get_value(
+        self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET, parse_default: bool = False
+    ) -> Any:
         if cast is bool and var in self.ENVIRON:
             return parse_bool(var, self.ENVIRON[var])
         try:
@@ -70,7 +72,7 @@ def _celery_option_types() -> dict[str, str]:
     from celery.app.defaults import NAMESPACES, flatten
 
     types = {}
-    for name, option in flatten(NAMESPACES):
+    for name, option in cast(Any, flatten)(NAMESPACES):  # celery-types declares flatten's result wrongly
         declared = option.type if isinstance(option.type, str) else option.type.__name__
         types[f"CELERY_{name.upper()}"] = declared
     return types
@@ -95,7 +97,7 @@ def _parse_celery_value(name: str, declared: str, raw: str) -> Any:
     if declared == "dict":
         value = _parse_json(name, raw)
         if not isinstance(value, dict):
-            raise ImproperlyConfigured(f"{name}={raw!r} must be a JSON object, e.g. {{\"key\": 1}}")
+            raise ImproperlyConfigured(f'{name}={raw!r} must be a JSON object, e.g. {{"key": 1}}')
         return value
     if declared in {"list", "tuple"}:
         if raw.lstrip().startswith("["):

@@ -21,7 +21,7 @@ TOUCH_EVERY_SECONDS = 5.0
 class ConsumerLiveness(bootsteps.StartStopStep):
     """Touches the worker's file while its consumer is connected to the broker and its event loop runs."""
 
-    requires = {"celery.worker.consumer.connection:Connection"}
+    requires = ("celery.worker.consumer.connection:Connection",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -39,4 +39,3 @@ class ConsumerLiveness(bootsteps.StartStopStep):
         WORKER_LIVENESS_FILE.unlink(missing_ok=True)
 
     shutdown = stop
-

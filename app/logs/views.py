@@ -39,7 +39,7 @@ def _log_enqueue(request: HttpRequest) -> JsonResponse:
     except BadRequest as exc:
         return bad_request(str(exc))
     request_id = uuid.uuid4()
-    log_write_task.delay_on_commit(str(request_id), text)
+    log_write_task.delay_on_commit(str(request_id), text)  # type: ignore[attr-defined]  # Celery 5.4+, not in the stubs
     return JsonResponse(
         {
             "request_id": str(request_id),

@@ -34,7 +34,7 @@ def test_json_array_and_false_booleans() -> None:
 
 
 def test_a_typo_is_named_with_a_suggestion() -> None:
-    with pytest.raises(ImproperlyConfigured, match="CELERY_WORKR_CONCURRENCY.*did you mean CELERY_WORKER_CONCURRENCY"):
+    with pytest.raises(ImproperlyConfigured, match=r"CELERY_WORKR_CONCURRENCY.*did you mean CELERY_WORKER_CONCURRENCY"):
         celery_settings_from_env({"CELERY_WORKR_CONCURRENCY": "7"})
 
 

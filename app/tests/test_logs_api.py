@@ -71,7 +71,9 @@ def test_bad_bodies_are_a_400_with_a_reason(client: Any, body: str, content_type
     assert reason in response.json()["error"]
 
 
-def test_max_length_text_is_accepted(json_post: Any, celery_eager: None, django_capture_on_commit_callbacks: Any) -> None:
+def test_max_length_text_is_accepted(
+    json_post: Any, celery_eager: None, django_capture_on_commit_callbacks: Any
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         assert json_post("/logs/", {"text": "é" * 255}).status_code == 202
     assert Log.objects.get().text == "é" * 255

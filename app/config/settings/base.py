@@ -1,6 +1,7 @@
 """Settings shared by every environment. Every value that varies comes from the environment via config.env."""
 
 from pathlib import Path
+from typing import Any
 
 from config.env import celery_settings_from_env, env
 
@@ -97,7 +98,7 @@ STORAGES = {
 
 # Logging: https://docs.djangoproject.com/en/5.2/topics/logging/
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {

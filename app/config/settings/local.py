@@ -1,7 +1,7 @@
 """Development: the compose stack in docker-compose.yml."""
 
+from config.env import env
 from config.settings.base import *  # noqa: F403
-from config.settings.base import env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])

@@ -1,7 +1,8 @@
 """Production: docker-compose.prod.yml behind the reverse proxy in deploy/."""
 
+from config.env import env
 from config.settings.base import *  # noqa: F403
-from config.settings.base import LOGGING, env
+from config.settings.base import LOGGING
 
 DEBUG = False
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")

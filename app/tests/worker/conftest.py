@@ -3,7 +3,7 @@ shares this session's test database and a Redis database of its own. `make test`
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, message: str) ->
 @pytest.fixture(scope="session")
 def worker_stats() -> dict[str, Any]:
     """The test worker's own report of itself; fails the tests at once when no worker is consuming."""
-    replies = celery_app.control.inspect(timeout=5).stats() or {}
+    replies: Any = celery_app.control.inspect(timeout=5).stats() or {}
     if not replies:
         pytest.fail("no Celery worker answered on the test broker: start it with `make test`")
     celery_app.control.purge()  # anything left over from an interrupted run
@@ -73,5 +73,5 @@ class ConnectionSampler:
 
 
 @pytest.fixture
-def connection_sampler() -> Iterator[type[ConnectionSampler]]:
-    yield ConnectionSampler
+def connection_sampler() -> type[ConnectionSampler]:
+    return ConnectionSampler

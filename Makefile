@@ -94,6 +94,11 @@ smoke: .env ## check the running stack (make up first) from inside its network
 	if [ -n "$$unhealthy" ]; then echo "not healthy: $$unhealthy (run make up)"; exit 1; fi
 	$(COMPOSE) --profile smoke run --rm smoke
 
+.PHONY: bench
+bench: up ## benchmark workers by pool and workload, and the web tier; prints a table, writes bench-results/*.json
+	@mkdir -p bench-results && chmod 777 bench-results
+	$(COMPOSE) --profile bench run --rm bench
+
 .PHONY: lint
 lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, hadolint
 	@$(COMPOSE) build --quiet web

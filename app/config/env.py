@@ -6,6 +6,10 @@ unknown word into False, so `DJANGO_DEBUG=ture` would pass silently).
 
 `celery_settings_from_env` turns every `CELERY_*` variable into the Django setting of that name, typed
 by Celery's own table of options, so any Celery setting can be set from the environment.
+
+Both read Docker-style secret files: when `NAME_FILE` is set (`DJANGO_SECRET_KEY_FILE=/run/secrets/key`),
+the value of NAME is that file's content. Setting both NAME and NAME_FILE is an error, so it is never
+unclear which one is in force.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import difflib
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import environ
@@ -32,12 +37,45 @@ def parse_bool(name: str, raw: str) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use one of true/false, yes/no, on/off, 1/0")
 
 
+def read_secret_file(file_variable: str, path: str) -> str:
+    """The content of the file a NAME_FILE variable names. Errors name the variable, never the content."""
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ImproperlyConfigured(f"{file_variable}={path!r} cannot be read: {reason}") from exc
+    # `echo secret > file` and editors end the file with a newline that is not part of the secret.
+    value = content.rstrip("\r\n")
+    if not value:
+        raise ImproperlyConfigured(f"{file_variable}={path!r} is empty")
+    return value
+
+
+def _only_one_of(name: str, environ_: Mapping[str, str]) -> None:
+    if name in environ_ and f"{name}_FILE" in environ_:
+        raise ImproperlyConfigured(f"{name} and {name}_FILE are both set: set only one of them")
+
+
 class StrictEnv(environ.Env):
     def get_value(
         self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET, parse_default: bool = False
     ) -> Any:
+        file_variable = f"{var}_FILE"
+        if file_variable in self.ENVIRON:
+            _only_one_of(var, self.ENVIRON)
+            raw = read_secret_file(file_variable, self.ENVIRON[file_variable])
+            if cast is bool:
+                return parse_bool(file_variable, raw)
+            try:
+                return self.parse_value(raw, cast)
+            except (ValueError, TypeError) as exc:
+                raise ImproperlyConfigured(f"the content of {file_variable} is malformed: {exc}") from exc
         if cast is bool and var in self.ENVIRON:
             return parse_bool(var, self.ENVIRON[var])
+        if var not in self.ENVIRON and default is self.NOTSET:
+            raise ImproperlyConfigured(
+                f"Set the {var} environment variable, or {file_variable} to the path of a file that holds it"
+            )
         try:
             return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
         except (ValueError, TypeError) as exc:
@@ -119,13 +157,22 @@ def _parse_celery_value(name: str, declared: str, raw: str) -> Any:
 
 
 def celery_settings_from_env(environ_: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Every CELERY_* variable, typed; an unknown name or a malformed value raises ImproperlyConfigured."""
+    """Every CELERY_* variable, typed; an unknown name or a malformed value raises ImproperlyConfigured.
+
+    CELERY_<SETTING>_FILE (e.g. CELERY_BROKER_URL_FILE, whose URL holds the Redis password) gives the
+    setting the content of that file.
+    """
     source = os.environ if environ_ is None else environ_
     types = _celery_option_types()
     settings: dict[str, Any] = {}
-    for name, raw in sorted(source.items()):
-        if not name.startswith("CELERY_") or name in _CELERY_PROCESS_VARIABLES:
+    for variable, value in sorted(source.items()):
+        if not variable.startswith("CELERY_") or variable in _CELERY_PROCESS_VARIABLES:
             continue
+        name, raw = variable, value
+        if name not in types and name.endswith("_FILE") and name.removesuffix("_FILE") in types:
+            name = name.removesuffix("_FILE")
+            _only_one_of(name, source)
+            raw = read_secret_file(variable, value)
         declared = types.get(name)
         if declared is None:
             close = difflib.get_close_matches(name, types, n=1)

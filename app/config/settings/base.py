@@ -135,8 +135,9 @@ CELERY_TASK_TIME_LIMIT = 120  # hard limit in seconds; the gevent pool has no so
 CELERY_TASK_SERIALIZER = "json"  # JSON only: pickle from the broker would run arbitrary code
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower builds its task views from these events
-CELERY_TASK_SEND_SENT_EVENT = True
+# Task events cost the gevent worker about a third of its CPU per task (gevent cannot buffer them). Flower
+# switches them on in every worker while it runs (enable_events), so they are sent only while someone watches.
+CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TIMEZONE = TIME_ZONE
 # django-celery-beat's DatabaseScheduler, which also touches a file on every tick for the healthcheck.
 CELERY_BEAT_SCHEDULER = "config.beat_scheduler:LivenessDatabaseScheduler"

@@ -1,11 +1,18 @@
-"""Production: docker-compose.prod.yml behind the reverse proxy in deploy/."""
+"""Production: docker-compose.prod.yml behind the reverse proxy in deploy/caddy/.
+
+No secret has a default: DJANGO_SECRET_KEY, DATABASE_URL and CELERY_BROKER_URL (which hold the passwords)
+must be set, each either as itself or as NAME_FILE naming a file that holds it (Docker secrets, see
+config.env). A missing one stops start-up with an error that names it.
+"""
 
 from config.env import env
 from config.settings.base import *  # noqa: F403
 from config.settings.base import LOGGING
 
 DEBUG = False
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+# The container healthcheck asks for /health/ with `Host: localhost`. Nobody outside can send that Host:
+# the proxy forwards only requests for DJANGO_ALLOWED_HOSTS' domain, and the web publishes no port.
+ALLOWED_HOSTS = [*env.list("DJANGO_ALLOWED_HOSTS"), "localhost"]
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # Security behind a TLS-terminating proxy: https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
@@ -18,5 +25,26 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# The migrate step runs `check --deploy --fail-level WARNING` before every deploy: a check that does not
+# apply to a site (say, security.W021 for a domain that will not join the HSTS preload list) is silenced
+# here, by name, where a reviewer sees it.
+SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
 
+# One JSON object per line on stdout, for `docker compose logs` and any log shipper.
 LOGGING["handlers"]["console"]["formatter"] = "json"
+LOGGING["handlers"]["console"]["stream"] = "ext://sys.stdout"
+
+# Errors and slow transactions to Sentry, from the web and from Celery (worker and beat), when a DSN is set.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+        send_default_pii=False,
+    )

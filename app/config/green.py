@@ -65,7 +65,6 @@ def connection_budget_problem(*, worker_concurrency: int, web_connections: int) 
             " ORDER BY name"
         )
         rows = [row[0] for row in cursor.fetchall()]
-    connection.close()
     max_connections, reserved = rows[0], sum(rows[1:])
     usable = max_connections - reserved
     needed = worker_concurrency + web_connections
@@ -82,6 +81,7 @@ def connection_budget_problem(*, worker_concurrency: int, web_connections: int) 
 def check_worker_database_setup(worker: Any) -> None:
     """Refuse to start a worker whose database setup would fail under load; log what is in force."""
     from django.conf import settings
+    from django.db import connection
 
     pool = f"{worker.pool_cls.__module__}"
     problems = []
@@ -101,10 +101,13 @@ def check_worker_database_setup(worker: Any) -> None:
             logger.info("gevent pool: psycopg2 waits yield to the gevent hub (psycogreen)")
         else:
             logger.warning("gevent pool: psycopg2 is NOT cooperative; every query blocks the whole worker")
-    budget_problem = connection_budget_problem(
-        worker_concurrency=int(worker.concurrency),
-        web_connections=settings.WEB_CONCURRENCY * settings.GUNICORN_THREADS,
-    )
+    try:
+        budget_problem = connection_budget_problem(
+            worker_concurrency=int(worker.concurrency),
+            web_connections=settings.WEB_CONCURRENCY * settings.GUNICORN_THREADS,
+        )
+    finally:
+        connection.close()  # opened by the worker's main greenlet, which runs no task
     if budget_problem:
         problems.append(budget_problem)
     if problems:

@@ -1,0 +1,94 @@
+"""The gevent worker's database guards. Monkey-patching is process-wide, so each order is tried in a
+fresh interpreter, started the way Celery starts a `-P gevent` worker."""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from config import green
+
+# Celery's own entry point patches first (for `-P gevent` as two words), then imports the app.
+CELERY_ORDER = """
+import sys
+sys.argv = ["celery", "-A", "config.celery_app", "worker", "-P", "gevent"]
+from celery import maybe_patch_concurrency
+maybe_patch_concurrency()
+assert "django.db" not in sys.modules, "django.db imported before gevent patched"
+"""
+
+# What the posts' setups did by accident: something imports Django's ORM before the patching.
+WRONG_ORDER = """
+import django.db
+from gevent import monkey
+monkey.patch_all()
+"""
+
+REPORT = """
+import json, django, psycopg2.extensions
+import config.celery_app
+django.setup()
+from config import green
+from types import SimpleNamespace
+worker = SimpleNamespace(pool_cls=type("TaskPool", (), {"__module__": "celery.concurrency.gevent"}), concurrency=5)
+try:
+    green.check_worker_database_setup(worker)
+    refused = None
+except SystemExit as exit:
+    refused = str(exit)
+print(json.dumps({
+    "greenlet_local": green.connections_are_greenlet_local(),
+    "wait_callback": getattr(psycopg2.extensions.get_wait_callback(), "__module__", None),
+    "refused": refused,
+}))
+"""
+
+
+def run_worker_start(prelude: str, *, conn_max_age: str = "0") -> dict[str, object]:
+    import os
+
+    env = {**os.environ, "DJANGO_CONN_MAX_AGE": conn_max_age}
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + REPORT], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_celerys_start_order_gives_greenlet_local_cooperative_connections() -> None:
+    report = run_worker_start(CELERY_ORDER)
+    assert report == {"greenlet_local": True, "wait_callback": "psycogreen.gevent", "refused": None}
+
+
+def test_a_worker_that_imported_django_db_before_patching_refuses_to_start() -> None:
+    report = run_worker_start(WRONG_ORDER)
+    assert report["greenlet_local"] is False
+    assert "django.db was imported before gevent monkey-patched" in str(report["refused"])
+
+
+def test_a_gevent_worker_with_persistent_connections_refuses_to_start() -> None:
+    report = run_worker_start(CELERY_ORDER, conn_max_age="60")
+    assert "DJANGO_CONN_MAX_AGE must be 0" in str(report["refused"])
+
+
+@pytest.mark.django_db
+def test_the_connection_budget_is_read_from_postgres() -> None:
+    assert green.connection_budget_problem(worker_concurrency=10, web_connections=8) is None
+    problem = green.connection_budget_problem(worker_concurrency=5000, web_connections=8)
+    assert problem is not None
+    assert "this worker's concurrency (5000) plus the web's connections (8, " in problem
+    assert "is 5008, but Postgres allows 197 (max_connections 200 less 3 reserved)" in problem
+
+
+@pytest.mark.django_db(transaction=True)  # the check closes its connection, as the worker must
+def test_an_oversized_worker_refuses_to_start() -> None:
+    pool_cls = type("TaskPool", (), {"__module__": "celery.concurrency.prefork"})
+    worker = SimpleNamespace(pool_cls=pool_cls, concurrency=5000)
+    with pytest.raises(SystemExit, match="worker refuses to start: this worker's concurrency \\(5000\\)"):
+        green.check_worker_database_setup(worker)
+
+
+def test_psycopg2_stays_blocking_outside_gevent() -> None:
+    """The web and beat are not gevent processes: the wait callback must not be installed there."""
+    assert green.make_psycopg2_cooperative() is False

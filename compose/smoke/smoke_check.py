@@ -113,7 +113,7 @@ def main() -> None:
     )
     check("Flower shows the add task succeeded", task["state"] == "SUCCESS", task)
 
-    beats = eventually(lambda: request("GET", f"{WEB}/heartbeats/")[1]["heartbeats"], timeout=30, what="beat's run")
+    beats = eventually(lambda: request("GET", f"{WEB}/heartbeats/")[1]["heartbeats"], timeout=60, what="beat's run")
     check("beat's periodic task has run", beats[0]["runs"] >= 1, beats)
     print("smoke: all checks passed")
 

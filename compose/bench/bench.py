@@ -12,9 +12,7 @@ import http.client
 import json
 import os
 import signal
-import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -88,7 +86,7 @@ class Worker:
         }
         command = ["celery", "-A", spec.app, "worker", "-P", spec.pool, "-c", str(spec.concurrency)]
         command += ["--loglevel", "WARNING", "--hostname", self.hostname, "--without-mingle", "--without-gossip"]
-        self.log = tempfile.TemporaryFile(mode="w+")
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - open while the worker runs; stop() closes it
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         self._wait_ready()
 
@@ -110,6 +108,7 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.log.close()
 
 
 def run_workload(worker: str, workload: str, tasks: int) -> Cell:
@@ -117,16 +116,13 @@ def run_workload(worker: str, workload: str, tasks: int) -> Cell:
     reports.delete(report_to)
     started = time.time()
     for index in range(tasks):
-        sent_at = time.time()
+        kwargs = {"report_to": report_to, "sent_at": time.time()}
         if workload == "no-op":
-            app.send_task("diagnostics.tasks.noop_task", kwargs={"report_to": report_to, "sent_at": sent_at})
+            app.send_task("diagnostics.tasks.noop_task", kwargs=kwargs)
         elif workload == "io 100 ms":
-            args = [IO_SECONDS]
-            kwargs = {"report_to": report_to, "sent_at": sent_at}
-            app.send_task("diagnostics.tasks.sleep_task", args=args, kwargs=kwargs)
+            app.send_task("diagnostics.tasks.sleep_task", args=[IO_SECONDS], kwargs=kwargs)
         else:
             args = [DB_SECONDS, f"bench-{report_to}-{index}"]
-            kwargs = {"report_to": report_to, "sent_at": sent_at}
             app.send_task("diagnostics.tasks.database_sleep_insert_task", args=args, kwargs=kwargs)
     deadline = time.monotonic() + 120
     while reports.llen(report_to) < tasks:
@@ -219,9 +215,11 @@ def main() -> None:
         finally:
             worker.stop()
 
+    prefetch_one = {"CELERY_WORKER_PREFETCH_MULTIPLIER": "1"}
+    task_events = {"CELERY_WORKER_SEND_TASK_EVENTS": "true"}
     extra = [
-        (WorkerSpec("gevent-prefetch-1", "gevent", GEVENT_CONCURRENCY, {"CELERY_WORKER_PREFETCH_MULTIPLIER": "1"}), "io 100 ms", 400),
-        (WorkerSpec("gevent-task-events", "gevent", GEVENT_CONCURRENCY, {"CELERY_WORKER_SEND_TASK_EVENTS": "true"}), "no-op", 3000),
+        (WorkerSpec("gevent-prefetch-1", "gevent", GEVENT_CONCURRENCY, prefetch_one), "io 100 ms", 400),
+        (WorkerSpec("gevent-task-events", "gevent", GEVENT_CONCURRENCY, task_events), "no-op", 3000),
         (WorkerSpec("bare-celery-gevent", "gevent", GEVENT_CONCURRENCY, app="bare_celery_app"), "no-op", 3000),
     ]
     for spec, workload, tasks in extra:
@@ -294,4 +292,4 @@ def report(cells: list[Cell], web: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

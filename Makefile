@@ -107,8 +107,9 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 	$(TOOLS) web bash -euo pipefail -c '\
 	  ruff check . && ruff format --check . && mypy && \
 	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
-	  shellcheck compose/django/entrypoint compose/django/healthcheck compose/django/start-* .ci/run && \
-	  hadolint compose/Dockerfile && echo "lint: all clean"'
+	  shellcheck compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
+	    compose/redis/start-redis compose/smoke/prod-smoke .ci/run && \
+	  hadolint compose/Dockerfile compose/caddy/Dockerfile && echo "lint: all clean"'
 
 .PHONY: fmt
 fmt: .env ## format and autofix with ruff
@@ -118,3 +119,119 @@ fmt: .env ## format and autofix with ruff
 .PHONY: clean
 clean: ## remove containers, volumes and the locally built images
 	$(COMPOSE) --profile "*" down --volumes --remove-orphans --rmi local
+
+# --- production ---
+# docker-compose.prod.yml, run as a compose project of its own (its containers, volumes and networks never mix
+# with the development stack's), with .env.prod as its environment. deploy/README.md is the guide.
+PROD_PROJECT ?= $(notdir $(CURDIR))-prod
+PROD_ENV ?= .env.prod
+# Your own docker-compose.prod.override.yml, when there is one, is layered on top (limits, secret files).
+PROD_FILES = -f docker-compose.prod.yml $(if $(wildcard docker-compose.prod.override.yml),-f docker-compose.prod.override.yml)
+# Commands that only stop or list (prod-down, prod-ps, ...) work before .env.prod exists, with the example's values.
+PROD_COMPOSE = $(COMPOSE) -p $(PROD_PROJECT) $(PROD_FILES) --env-file $(or $(wildcard $(PROD_ENV)),.env.prod.example)
+# What `make prod-env` (or a first prod-up) writes into .env.prod: the site's domain, and `internal` (Caddy's own
+# CA, for a test machine) or the email address the CA writes to about a real certificate.
+DOMAIN ?= localhost
+CADDY_TLS ?= internal
+# Given on the command line they are meant for .env.prod only: exported, they would override it in compose.
+unexport DOMAIN CADDY_TLS
+BACKUP_DIR ?= backups
+PYTHON_IMAGE ?= python:3.13-slim
+
+# A first deploy has no .env.prod: make one from .env.prod.example with new random secrets, readable by you only.
+$(PROD_ENV):
+	@secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$$1"; }; \
+	umask 077; \
+	sed -e "s|^DOMAIN=.*|DOMAIN=$(DOMAIN)|" \
+	    -e "s|^CADDY_TLS=.*|CADDY_TLS=$(CADDY_TLS)|" \
+	    -e "s|^DJANGO_SECRET_KEY=.*|DJANGO_SECRET_KEY=$$(secret 64)|" \
+	    -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$$(secret 32)|" \
+	    -e "s|^REDIS_PASSWORD=.*|REDIS_PASSWORD=$$(secret 32)|" \
+	    -e "s|^FLOWER_PASSWORD=.*|FLOWER_PASSWORD=$$(secret 24)|" .env.prod.example > $@
+	@if grep -n "placeholder-not-a-secret" $@; then rm -f $@; echo "$@: the lines above kept a placeholder"; exit 1; fi
+	@echo "wrote $@ for https://$(DOMAIN)/ (TLS: $(CADDY_TLS)) with fresh random secrets; keep it out of git, and backed up"
+
+.PHONY: prod-env
+prod-env: ## write .env.prod with fresh random secrets, e.g. make prod-env DOMAIN=example.com CADDY_TLS=you@example.com
+	@if [ -e $(PROD_ENV) ]; then \
+	  echo "$(PROD_ENV) exists and is kept: Postgres and Redis data were set up with its passwords"; \
+	  echo "(before a first deploy only: delete it and run make prod-env again)"; exit 1; fi
+	@$(MAKE) --no-print-directory $(PROD_ENV)
+
+.PHONY: prod-config
+prod-config: ## render and validate docker-compose.prod.yml against its rules (with .env.prod, else the example)
+	$(PROD_COMPOSE) config -q
+	@$(PROD_COMPOSE) config --format json \
+	  | docker run --rm -i --network none -v "$(CURDIR)/compose/smoke:/smoke:ro" $(PYTHON_IMAGE) python /smoke/prod_config_check.py
+
+.PHONY: prod-build
+prod-build: $(PROD_ENV) ## build the production images
+	$(PROD_COMPOSE) build $(ARGS)
+
+.PHONY: prod-up
+prod-up: $(PROD_ENV) ## build, migrate and start the production stack, wait until all is healthy (ARGS="--scale worker=2")
+	$(PROD_COMPOSE) up -d --build --remove-orphans --wait --wait-timeout 300 $(ARGS)
+	@. "$(abspath $(PROD_ENV))"; port=":$${HTTPS_PORT:-443}"; [ "$$port" != ":443" ] || port=""; \
+	echo ""; \
+	echo "  Site     https://$${DOMAIN}$${port}/         (admin: /admin/; make prod-manage ARGS=createsuperuser)"; \
+	echo "  Flower   https://$${DOMAIN}$${port}/flower/  (user $${FLOWER_USER:-}, password FLOWER_PASSWORD in $(PROD_ENV))"; \
+	echo ""
+
+.PHONY: prod-roll
+prod-roll: $(PROD_ENV) ## upgrade with no downtime: build, migrate, start new web containers beside the old, retire the old, then the rest
+	$(PROD_COMPOSE) build $(ARGS)
+	$(PROD_COMPOSE) run --rm migrate
+	@old=$$($(PROD_COMPOSE) ps -q web); count=$$(echo "$$old" | wc -w); \
+	[ "$$count" -gt 0 ] || { echo "no web container is running: start the stack with make prod-up"; exit 1; }; \
+	$(PROD_COMPOSE) up -d --no-deps --no-build --no-recreate --scale web=$$((count * 2)) --wait --wait-timeout 120 web; \
+	echo "new web containers are healthy; retiring the old ones (gunicorn finishes their requests)"; \
+	docker stop --time 30 $$old >/dev/null; docker rm $$old >/dev/null; \
+	$(PROD_COMPOSE) up -d --no-deps --no-build --no-recreate --scale web=$$count --wait web
+	$(PROD_COMPOSE) up -d --no-build --remove-orphans --wait --wait-timeout 300
+
+.PHONY: prod-down
+prod-down: ## stop and remove the production containers (the data volumes stay)
+	$(PROD_COMPOSE) --profile "*" down --remove-orphans
+
+.PHONY: prod-logs
+prod-logs: ## follow the production logs (ARGS="worker" for one service)
+	$(PROD_COMPOSE) logs -f --tail 100 $(ARGS)
+
+.PHONY: prod-ps
+prod-ps: ## list the production containers and their health
+	$(PROD_COMPOSE) ps -a
+
+.PHONY: prod-manage
+prod-manage: ## a manage.py command in the production web container, e.g. make prod-manage ARGS=createsuperuser
+	$(PROD_COMPOSE) exec web python manage.py $(ARGS)
+
+.PHONY: prod-backup
+prod-backup: ## dump the production database (pg_dump custom format) into backups/, or FILE=path
+	@mkdir -p "$(BACKUP_DIR)"; umask 077; \
+	file="$(FILE)"; [ -n "$$file" ] || file="$(BACKUP_DIR)/$(PROD_PROJECT)-$$(date -u +%Y%m%dT%H%M%SZ).dump"; \
+	trap 'rm -f "$$file.partial"' EXIT; \
+	$(PROD_COMPOSE) exec -T postgres sh -c 'pg_dump --username "$$POSTGRES_USER" --dbname "$$POSTGRES_DB" --format custom' \
+	  > "$$file.partial"; \
+	mv "$$file.partial" "$$file"; \
+	echo "wrote $$file ($$(du -h "$$file" | cut -f1)); restore it with: make prod-restore FILE=$$file"
+
+.PHONY: prod-restore
+prod-restore: ## replace the production database with a prod-backup file: make prod-restore FILE=backups/<name>.dump
+	@[ -n "$(FILE)" ] && [ -f "$(FILE)" ] || { echo "usage: make prod-restore FILE=backups/<name>.dump"; exit 1; }
+	$(PROD_COMPOSE) stop web worker beat
+	@status=0; \
+	$(PROD_COMPOSE) exec -T postgres sh -c 'pg_restore --username "$$POSTGRES_USER" --dbname "$$POSTGRES_DB" \
+	  --clean --if-exists --no-owner --single-transaction --exit-on-error' < "$(FILE)" || status=$$?; \
+	if [ "$$status" = 0 ]; then echo "restored $(FILE)"; else echo "restore failed: the database is as it was"; fi; \
+	$(PROD_COMPOSE) up -d --no-build --no-recreate --wait --wait-timeout 300; \
+	exit $$status
+
+.PHONY: prod-smoke
+prod-smoke: $(PROD_ENV) ## CI: start the production stack and check it end to end (it restores a backup: not on a live site)
+	@$(MAKE) --no-print-directory prod-up
+	PROD_COMPOSE="$(PROD_COMPOSE)" PROD_ENV="$(abspath $(PROD_ENV))" bash compose/smoke/prod-smoke
+
+.PHONY: prod-clean
+prod-clean: ## DELETE the production stack and its data (database, Redis, certificates): make prod-clean CONFIRM=yes
+	@[ "$(CONFIRM)" = yes ] || { echo "this deletes the production database and certificates: make prod-clean CONFIRM=yes"; exit 1; }
+	$(PROD_COMPOSE) --profile "*" down --volumes --remove-orphans

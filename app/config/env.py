@@ -52,7 +52,8 @@ def read_secret_file(file_variable: str, path: str) -> str:
 
 
 def _only_one_of(name: str, environ_: Mapping[str, str]) -> None:
-    if name in environ_ and f"{name}_FILE" in environ_:
+    # An empty NAME (an env file's `NAME=` line) beside NAME_FILE is not a second value.
+    if environ_.get(name) and f"{name}_FILE" in environ_:
         raise ImproperlyConfigured(f"{name} and {name}_FILE are both set: set only one of them")
 
 
@@ -64,12 +65,11 @@ class StrictEnv(environ.Env):
         if file_variable in self.ENVIRON:
             _only_one_of(var, self.ENVIRON)
             raw = read_secret_file(file_variable, self.ENVIRON[file_variable])
-            if cast is bool:
-                return parse_bool(file_variable, raw)
             try:
-                return self.parse_value(raw, cast)
-            except (ValueError, TypeError) as exc:
-                raise ImproperlyConfigured(f"the content of {file_variable} is malformed: {exc}") from exc
+                return parse_bool(file_variable, raw) if cast is bool else self.parse_value(raw, cast)
+            except (ImproperlyConfigured, ValueError, TypeError):
+                # Not chained: the parse error would quote the file's content, which may be a secret.
+                raise ImproperlyConfigured(f"the content of {file_variable} is not a valid {var}") from None
         if cast is bool and var in self.ENVIRON:
             return parse_bool(var, self.ENVIRON[var])
         if var not in self.ENVIRON and default is self.NOTSET:
@@ -178,5 +178,11 @@ def celery_settings_from_env(environ_: Mapping[str, str] | None = None) -> dict[
             close = difflib.get_close_matches(name, types, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ImproperlyConfigured(f"{name} is not a Celery setting{hint} (see Celery's configuration reference)")
-        settings[name] = _parse_celery_value(name, declared, raw)
+        try:
+            settings[name] = _parse_celery_value(name, declared, raw)
+        except ImproperlyConfigured:
+            if variable == name:
+                raise
+            # Not the parse error: it would quote the file's content, which may be a secret.
+            raise ImproperlyConfigured(f"the content of {variable} is not a valid {name}") from None
     return settings

@@ -9,11 +9,11 @@ import base64
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
+
+from checks import check, eventually
 
 WEB = os.environ.get("SMOKE_WEB_URL", "http://web:8000")
 FLOWER = os.environ.get("SMOKE_FLOWER_URL", "http://flower:5555")
@@ -42,23 +42,6 @@ def request(method: str, url: str, body: Any = None, *, form: bool = False, auth
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode(errors="replace")
-
-
-def eventually(probe: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s")
-
-
-def check(name: str, condition: bool, detail: Any = "") -> None:
-    if not condition:
-        raise AssertionError(f"{name}: {detail}")
-    print(f"ok   {name}")
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# The migrate step runs `check --deploy --fail-level WARNING` before every deploy: a check that does not
-# apply to a site (say, security.W021 for a domain that will not join the HSTS preload list) is silenced
-# here, by name, where a reviewer sees it.
+# The migrate step runs `check --deploy --fail-level WARNING` before every deploy. A check that does not
+# apply to a site (say, security.W021 for a domain that will not join the HSTS preload list) can be silenced
+# by name in DJANGO_SILENCED_SYSTEM_CHECKS, where a reviewer sees it. None is by default.
 SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
 
 # One JSON object per line on stdout, for `docker compose logs` and any log shipper.

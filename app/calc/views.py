@@ -83,6 +83,14 @@ def xsum_start(request: HttpRequest) -> JsonResponse:
     return _accepted(xsum.delay(values))
 
 
+@csrf_exempt
+@require_POST
+def debug_start(request: HttpRequest) -> JsonResponse:
+    from config.celery_app import debug_task
+
+    return _accepted(debug_task.delay())
+
+
 @require_GET
 def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
     try:

@@ -35,7 +35,14 @@ app.steps["worker"].add(DatabaseReadiness)
 app.steps["consumer"].add(ConsumerLiveness)
 
 
-@app.task(bind=True, ignore_result=True)
-def debug_task(self: Any) -> None:
-    """Logs the request it was given: `debug_task.delay()` from `make shell` shows a worker is consuming."""
+@app.task(bind=True, ignore_result=False)
+def debug_task(self: Any) -> dict[str, Any]:
+    """Logs the request it was given (POST /tasks/debug/, or `debug_task.delay()` from `make shell`), and
+    returns its outline, so the result shows in the admin and at /tasks/<id>/."""
     logger.info("debug_task request: %r", self.request)
+    return {
+        "id": self.request.id,
+        "hostname": self.request.hostname,
+        "retries": self.request.retries,
+        "delivery_info": self.request.delivery_info,
+    }

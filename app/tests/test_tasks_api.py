@@ -26,6 +26,14 @@ def test_arithmetic_runs_and_its_result_is_read_back(
     assert status["error"] is None
 
 
+def test_the_debug_task_reports_its_request(client: Any, celery_eager: None) -> None:
+    response = client.post("/tasks/debug/")
+    assert response.status_code == 202
+    status = client.get(response.json()["url"]).json()
+    assert status["state"] == "SUCCESS"
+    assert status["result"]["id"] == response.json()["task_id"]
+
+
 def test_form_input_is_accepted(client: Any, celery_eager: None) -> None:
     assert client.post("/tasks/add/", {"x": "2", "y": "-3.5"}).status_code == 202
     assert client.post("/tasks/xsum/", {"numbers": "1,2,3"}).status_code == 202

@@ -47,6 +47,14 @@ def test_an_add_result_is_read_back_by_task_id(worker: dict[str, Any], client: A
     assert status == {"task_id": url.split("/")[-2], "state": "SUCCESS", "ready": True, "result": 42, "error": None}
 
 
+def test_the_debug_task_runs_on_the_worker(worker: dict[str, Any], client: Any) -> None:
+    url = client.post("/tasks/debug/").json()["url"]
+    status = wait_until(lambda: (s := client.get(url).json())["ready"] and s, timeout=10, message="debug_task")
+    assert status["state"] == "SUCCESS"
+    assert status["result"]["hostname"].startswith("celery@")
+    assert status["result"]["delivery_info"]["routing_key"] == "celery"
+
+
 def test_a_thousand_orm_writes_at_concurrency_50_give_exactly_a_thousand_rows(
     worker: dict[str, Any], connection_sampler: Any
 ) -> None:

@@ -99,6 +99,10 @@ bench: up ## benchmark workers by pool and workload, and the web tier; prints a 
 	@mkdir -p bench-results && chmod 777 bench-results
 	$(COMPOSE) --profile bench run --rm bench
 
+.PHONY: bench-stack
+bench-stack: .env ## time make up, measure the stack's memory and idle CPU, and how fast a code change goes live
+	bash compose/bench/stack-figures
+
 .PHONY: lint
 lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, hadolint
 	@$(COMPOSE) build --quiet web
@@ -108,7 +112,7 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 	  ruff check . && ruff format --check . && mypy && \
 	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
 	  shellcheck compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
-	    compose/redis/start-redis compose/smoke/prod-smoke .ci/run && \
+	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures .ci/run && \
 	  hadolint compose/Dockerfile compose/caddy/Dockerfile && echo "lint: all clean"'
 
 .PHONY: fmt

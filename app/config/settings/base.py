@@ -141,6 +141,8 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TIMEZONE = TIME_ZONE
 # django-celery-beat's DatabaseScheduler, which also touches a file on every tick for the healthcheck.
 CELERY_BEAT_SCHEDULER = "config.beat_scheduler:LivenessDatabaseScheduler"
+# How often beat looks at the schedule in Postgres: an edit in the admin takes effect within this many seconds.
+CELERY_BEAT_MAX_LOOP_INTERVAL = 15
 # Copied into django-celery-beat's tables when beat starts; edit the run there (admin) or here.
 CELERY_BEAT_SCHEDULE = {
     "record-heartbeat": {

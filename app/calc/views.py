@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from calc.tasks import Number, add, mul, xsum
 from config.api import BadRequest, bad_request, read_payload
 from config.celery_app import app as celery_app
+from config.celery_app import debug_task
 
 MAX_XSUM_NUMBERS = 10_000
 MAX_MAGNITUDE = 10**18  # keeps every result JSON-serialisable (Python refuses ints of over 4,300 digits)
@@ -86,8 +87,6 @@ def xsum_start(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def debug_start(request: HttpRequest) -> JsonResponse:
-    from config.celery_app import debug_task
-
     return _accepted(debug_task.delay())
 
 

@@ -135,7 +135,7 @@ CELERY_TASK_TIME_LIMIT = 120  # hard limit in seconds; the gevent pool has no so
 CELERY_TASK_SERIALIZER = "json"  # JSON only: pickle from the broker would run arbitrary code
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Task events cost the gevent worker about a third of its CPU per task (gevent cannot buffer them). Flower
+# Task events cost the gevent worker over a third of its throughput (make bench; gevent cannot buffer them). Flower
 # switches them on in every worker while it runs (enable_events), so they are sent only while someone watches.
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TIMEZONE = TIME_ZONE

@@ -20,6 +20,12 @@ TOOLS = $(COMPOSE) run --rm --no-deps --entrypoint "" -v "$(CURDIR):/src" -w /sr
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# A start that fails says why in the logs of what did not become healthy: show their last lines.
+# $(1): the compose command the services were started with.
+SHOW_UNHEALTHY = for service in $$($(1) ps -a --format '{{.Service}}:{{.State}}:{{.Health}}:{{.ExitCode}}' \
+	  | awk -F: '$$3 != "healthy" && !($$2 == "exited" && $$4 == 0) {print $$1}' | sort -u); do \
+	  echo "--- $$service is not healthy; its last log lines:"; $(1) logs --no-log-prefix --tail 40 "$$service"; done
+
 # A fresh clone has no .env: make one from .env.example with new random secrets.
 .env:
 	@secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$$1"; }; \
@@ -34,7 +40,7 @@ build: .env ## build the development image
 
 .PHONY: up
 up: .env ## build, start every service, wait until all are healthy, print the URLs
-	$(COMPOSE) up -d --build --wait --wait-timeout 180
+	@$(COMPOSE) up -d --build --wait --wait-timeout 180 || { $(call SHOW_UNHEALTHY,$(COMPOSE)); exit 1; }
 	@. ./.env; \
 	echo ""; \
 	echo "  Django   http://localhost:$${WEB_PORT:-8000}/        (admin: /admin/, create a user with 'make createsuperuser')"; \
@@ -79,7 +85,7 @@ test: .env ## run the tests in a container, with a real gevent worker, Postgres 
 	$(COMPOSE) up -d --wait postgres redis
 	@$(COMPOSE) exec -T postgres sh -c 'psql -U "$$POSTGRES_USER" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '"'"'$${POSTGRES_DB}_test'"'"'" | grep -q 1 || createdb -U "$$POSTGRES_USER" "$${POSTGRES_DB}_test"'
 	@$(COMPOSE) exec -T redis redis-cli -n 1 FLUSHDB >/dev/null  # the test broker: nothing left from an interrupted run
-	$(COMPOSE) --profile test up -d --wait test-worker
+	@$(COMPOSE) --profile test up -d --wait test-worker || { $(call SHOW_UNHEALTHY,$(COMPOSE) --profile test); exit 1; }
 	@started=$$(date -u +%Y-%m-%dT%H:%M:%SZ); status=0; \
 	$(COMPOSE) --profile test run --rm test pytest $(ARGS) || status=$$?; \
 	if $(COMPOSE) logs --no-log-prefix --since "$$started" test-worker 2>&1 | grep -n "DatabaseError"; then \
@@ -174,7 +180,8 @@ prod-build: $(PROD_ENV) ## build the production images
 
 .PHONY: prod-up
 prod-up: $(PROD_ENV) ## build, migrate and start the production stack, wait until all is healthy (ARGS="--scale worker=2")
-	$(PROD_COMPOSE) up -d --build --remove-orphans --wait --wait-timeout 300 $(ARGS)
+	@$(PROD_COMPOSE) up -d --build --remove-orphans --wait --wait-timeout 300 $(ARGS) \
+	  || { $(call SHOW_UNHEALTHY,$(PROD_COMPOSE)); exit 1; }
 	@. "$(abspath $(PROD_ENV))"; port=":$${HTTPS_PORT:-443}"; [ "$$port" != ":443" ] || port=""; \
 	echo ""; \
 	echo "  Site     https://$${DOMAIN}$${port}/         (admin: /admin/; make prod-manage ARGS=createsuperuser)"; \

@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from calc.selectors import task_outcome_get
 from calc.tasks import Number, add, mul, xsum
 from config.api import BadRequest, bad_request, read_payload
-from config.celery_app import app as celery_app
 from config.celery_app import debug_task
 
 MAX_XSUM_NUMBERS = 10_000
@@ -96,14 +96,13 @@ def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
         uuid.UUID(task_id)
     except ValueError:
         return bad_request(f"{task_id!r} is not a task id (a UUID)")
-    result = celery_app.AsyncResult(task_id)
-    failed = result.state == "FAILURE"
+    outcome = task_outcome_get(task_id=task_id)
     return JsonResponse(
         {
             "task_id": task_id,
-            "state": result.state,  # PENDING also covers an id nobody enqueued
-            "ready": result.ready(),
-            "result": None if failed else result.result,
-            "error": repr(result.result) if failed else None,
+            "state": outcome.state,
+            "ready": outcome.ready,
+            "result": outcome.result,
+            "error": outcome.error,
         }
     )

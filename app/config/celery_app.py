@@ -2,6 +2,7 @@
 
 import logging
 import os
+from functools import cached_property
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -14,7 +15,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # Under `-P gevent` Celery has monkey-patched by now; psycopg2 must yield to the hub before anything connects.
 green.make_psycopg2_cooperative()
 
-app = Celery("config")
+
+class CeleryApp(Celery):
+    @cached_property
+    def Worker(self) -> Any:
+        # Soft shutdown that works on the gevent pool; imported by `celery worker` only.
+        from config.worker_shutdown import SoftShutdownWorker
+
+        return self.subclass_with_self(SoftShutdownWorker)
+
+
+app = CeleryApp("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -5,13 +5,15 @@ Celery's `-P gevent` monkey-patches the standard library before it imports this 
 what makes ORM writes from the worker correct. Two things are still needed and are done here:
 
 * psycopg2 is a C extension that waits on its socket itself, outside gevent: each query would block the
-  whole worker. psycogreen installs a wait callback that yields to the gevent hub instead.
+  whole worker. psycogreen's wait callback yields to the gevent hub instead (and, here, cancels the query in
+  Postgres when the task is interrupted while it waits).
 * every greenlet that touches the ORM holds a connection, so the worker's concurrency must fit in
   Postgres's max_connections beside the web's; the worker checks this before it consumes anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Any
@@ -39,11 +41,27 @@ def make_psycopg2_cooperative() -> bool:
     # Off only to measure what it buys (make bench); never in a real deployment.
     if not env.bool("PSYCOPG2_COOPERATIVE", default=True):
         return False
-    from psycogreen.gevent import patch_psycopg
+    from psycopg2 import extensions
 
-    patch_psycopg()
+    extensions.set_wait_callback(wait_cancelling_on_interrupt)
     _cooperative = True
     return True
+
+
+def wait_cancelling_on_interrupt(conn: Any, timeout: float | None = None) -> None:
+    """psycogreen's wait, which also stops the query in Postgres when the greenlet is interrupted.
+
+    The task's hard time limit (gevent.Timeout) and a cancel at shutdown (GreenletExit) end the greenlet
+    while it waits here; without a cancel request Postgres would run the query on to its end, holding its
+    locks, until statement_timeout."""
+    from psycogreen.gevent import gevent_wait_callback
+
+    try:
+        gevent_wait_callback(conn, timeout)
+    except BaseException:
+        with contextlib.suppress(Exception):  # not connected yet, or already gone: nothing runs
+            conn.cancel()
+        raise
 
 
 def connections_are_greenlet_local() -> bool:

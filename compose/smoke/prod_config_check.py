@@ -19,6 +19,7 @@ ONE_REPLICA = "beat"  # two would send every periodic task twice
 DATA_SERVICES = ("postgres", "redis")  # internal networks only
 MIGRATE = "migrate"
 RUNS_AFTER_MIGRATE = ("web", "worker", "beat")
+SOFT_SHUTDOWN_DEFAULT = 60.0  # CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT in app/config/settings/base.py
 
 
 def seconds(duration: str | int | float | None) -> float:
@@ -108,13 +109,14 @@ def rules(services: dict[str, Service], networks: dict[str, Any]) -> list[tuple[
         return module_ok and (name != "worker" or environment.get("DJANGO_CONN_MAX_AGE") == "0")
 
     def graceful_worker(name: str, service: Service) -> bool:
-        # A deploy must not kill running tasks: Docker waits longer than a task may run. SIGTERM must stay
-        # Celery's warm shutdown: remapped to SIGQUIT (for its soft shutdown) it kills a gevent worker at once.
+        # A deploy must not kill running tasks: SIGTERM starts Celery's soft shutdown, and Docker waits longer
+        # than it lasts (the worker needs a few seconds to close after it) before it kills.
         if name != "worker":
             return True
         environment = service.get("environment") or {}
-        time_limit = float(environment.get("CELERY_TASK_TIME_LIMIT") or 120)
-        return environment.get("REMAP_SIGTERM") is None and seconds(service.get("stop_grace_period")) > time_limit
+        soft_timeout = float(environment.get("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT") or SOFT_SHUTDOWN_DEFAULT)
+        grace = seconds(service.get("stop_grace_period"))
+        return environment.get("REMAP_SIGTERM") == "SIGQUIT" and soft_timeout > 0 and grace >= soft_timeout + 15
 
     return [
         ("runs as a non-root user", non_root),
@@ -131,7 +133,7 @@ def rules(services: dict[str, Service], networks: dict[str, Any]) -> list[tuple[
         ("no writable or source bind mounts, no Docker socket", no_source_mounts),
         (f"{ONE_REPLICA} has exactly one replica", replicas),
         ("Django services use the production settings; the worker CONN_MAX_AGE 0", settings),
-        ("the worker stops warm, with a grace period longer than a task may run", graceful_worker),
+        ("SIGTERM starts the worker's soft shutdown, and Docker waits longer than it lasts", graceful_worker),
     ]
 
 

@@ -5,13 +5,13 @@ import uuid
 from typing import Any
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connections
 
 from diagnostics.models import ProbeRecord
 from diagnostics.tasks import database_sleep_insert_task, probe_insert_task, runtime_report_task
 from logs.models import Log
 from logs.tasks import log_write_task
-from tests.worker.conftest import wait_until, worker_connection_count
+from tests.worker.conftest import WORKER_APPLICATION_NAME, wait_until, worker_connection_count
 
 pytestmark = pytest.mark.worker
 
@@ -26,7 +26,7 @@ def test_the_worker_runs_the_gevent_pool_at_the_concurrency_from_the_environment
 def test_the_orm_setup_inside_the_worker_is_the_gevent_safe_one(worker: dict[str, Any]) -> None:
     report = runtime_report_task.delay().get(timeout=10)
     assert report["gevent_patched"] is True
-    assert report["psycopg2_wait_callback"] == "psycogreen.gevent"
+    assert report["psycopg2_wait_callback"] == "config.green.wait_cancelling_on_interrupt"
     assert report["connections_greenlet_local"] is True
     assert report["conn_max_age"] == 0
 
@@ -96,3 +96,22 @@ def test_a_failed_task_rolls_back_and_the_next_task_works(worker: dict[str, Any]
     results = [probe_insert_task.delay(f"after-failure-{index}") for index in range(2 * CONCURRENCY)]
     assert all(result.get(timeout=20) > 0 for result in results)
     assert ProbeRecord.objects.count() == 1 + 2 * CONCURRENCY
+
+
+def test_a_hard_time_limit_stops_the_query_in_postgres_too(worker: dict[str, Any]) -> None:
+    """gevent's time limit ends the greenlet mid-query; the wait callback then cancels the query on the server,
+    which would otherwise run on (holding its locks) until statement_timeout."""
+
+    def long_queries_running() -> int:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query LIKE %s",
+                [WORKER_APPLICATION_NAME, "SELECT pg_sleep(30%"],
+            )
+            return int(cursor.fetchone()[0])
+
+    key = f"time-limit-{uuid.uuid4().hex}"
+    database_sleep_insert_task.apply_async((30, key), time_limit=2)
+    wait_until(lambda: long_queries_running() == 1, timeout=10, message="the task did not start its query")
+    wait_until(lambda: long_queries_running() == 0, timeout=8, message="the query ran on after the time limit")
+    assert not ProbeRecord.objects.filter(key=key).exists()

@@ -135,8 +135,6 @@ CELERY_TASK_TIME_LIMIT = 120  # hard limit in seconds; the gevent pool has no so
 # On SIGQUIT (SIGTERM too where REMAP_SIGTERM=SIGQUIT, as in production) running tasks get this long to finish;
 # the rest are cancelled and go back to the queue. Docker's stop_grace_period must be longer.
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 60.0
-# On gevent a task is only ever "lost" when a shutdown cancels it: requeue it rather than ack it as failed.
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_SERIALIZER = "json"  # JSON only: pickle from the broker would run arbitrary code
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

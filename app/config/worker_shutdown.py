@@ -1,7 +1,7 @@
 """Celery's soft shutdown on the gevent pool: https://docs.celeryq.dev/en/stable/userguide/workers.html#soft-shutdown
 
 With REMAP_SIGTERM=SIGQUIT and CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT, `docker stop` gives the running tasks that
-long to finish, then cancels the rest, which go back to the queue (acks late) for another worker. Two things
+long to finish, then cancels the rest, which go back to the queue (acks late) for another worker. Three things
 keep Celery's own implementation from working under gevent, and are mended here:
 
 * Python runs a signal handler wherever the main thread happens to be, which in a gevent worker is mostly the
@@ -92,5 +92,8 @@ class SoftShutdownWorker(Worker):
         for request in tuple(state.active_requests):
             if request.task.acks_late and not request.acknowledged:
                 logger.warning("soft shutdown: %s[%s] goes back to the queue", request.name, request.id)
-                request.reject(requeue=True)
+                try:
+                    request.reject(requeue=True)
+                except Exception:  # the broker is gone: Redis hands the task out again after the visibility timeout
+                    logger.exception("soft shutdown: could not requeue %s[%s]", request.name, request.id)
                 request.cancel(self.consumer.pool, emit_retry=False)

@@ -41,9 +41,13 @@ def worker(worker_stats: dict[str, Any], transactional_db: None) -> dict[str, An
     return worker_stats
 
 
-def worker_connection_count() -> int:
+def connection_count(application_name: str = WORKER_APPLICATION_NAME, *, running: str = "%") -> int:
+    """Postgres connections of one process (its application_name), or only those whose query is LIKE `running`."""
     with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [WORKER_APPLICATION_NAME])
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query LIKE %s",
+            [application_name, running],
+        )
         return int(cursor.fetchone()[0])
 
 
@@ -58,7 +62,7 @@ class ConnectionSampler:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self.samples.append(worker_connection_count())
+                self.samples.append(connection_count())
                 time.sleep(0.02)
         finally:
             connections.close_all()

@@ -5,13 +5,13 @@ import uuid
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connections
+from django.db import IntegrityError
 
 from diagnostics.models import ProbeRecord
 from diagnostics.tasks import database_sleep_insert_task, probe_insert_task, runtime_report_task
 from logs.models import Log
 from logs.tasks import log_write_task
-from tests.worker.conftest import WORKER_APPLICATION_NAME, wait_until, worker_connection_count
+from tests.worker.conftest import connection_count, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -67,7 +67,7 @@ def test_a_thousand_orm_writes_at_concurrency_50_give_exactly_a_thousand_rows(
     assert Log.objects.count() == 1000
     assert set(Log.objects.values_list("request_id", flat=True)) == set(request_ids)
     assert max(sampler.samples) <= CONCURRENCY, f"worker held {max(sampler.samples)} connections"
-    wait_until(lambda: worker_connection_count() == 0, timeout=10, message="worker connections stayed open when idle")
+    wait_until(lambda: connection_count() == 0, timeout=10, message="worker connections stayed open when idle")
 
 
 def test_database_waits_are_cooperative(worker: dict[str, Any], connection_sampler: Any) -> None:
@@ -81,7 +81,7 @@ def test_database_waits_are_cooperative(worker: dict[str, Any], connection_sampl
     assert elapsed < 5, f"50 x pg_sleep(0.5) took {elapsed:.1f}s: the database driver is blocking the worker"
     assert max(sampler.samples) <= CONCURRENCY
     assert max(sampler.samples) >= 10, "the sleeps did not overlap"
-    wait_until(lambda: worker_connection_count() == 0, timeout=10, message="worker connections stayed open when idle")
+    wait_until(lambda: connection_count() == 0, timeout=10, message="worker connections stayed open when idle")
 
 
 def test_a_failed_task_rolls_back_and_the_next_task_works(worker: dict[str, Any], client: Any) -> None:
@@ -103,12 +103,7 @@ def test_a_hard_time_limit_stops_the_query_in_postgres_too(worker: dict[str, Any
     which would otherwise run on (holding its locks) until statement_timeout."""
 
     def long_queries_running() -> int:
-        with connections["default"].cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query LIKE %s",
-                [WORKER_APPLICATION_NAME, "SELECT pg_sleep(30%"],
-            )
-            return int(cursor.fetchone()[0])
+        return connection_count(running="SELECT pg_sleep(30%")
 
     key = f"time-limit-{uuid.uuid4().hex}"
     database_sleep_insert_task.apply_async((30, key), time_limit=2)

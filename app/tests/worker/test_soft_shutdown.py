@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
-from django.db import connections
 
 from config.celery_app import app as celery_app
 from diagnostics.models import ProbeRecord
 from diagnostics.tasks import database_sleep_insert_task
-from tests.worker.conftest import wait_until
+from tests.worker.conftest import connection_count, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -27,12 +26,7 @@ APPLICATION_NAME = "soft-shutdown-worker"
 
 
 def queries_running() -> int:
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query LIKE 'SELECT pg_sleep%%'",
-            [APPLICATION_NAME],
-        )
-        return int(cursor.fetchone()[0])
+    return connection_count(APPLICATION_NAME, running="SELECT pg_sleep%")
 
 
 def start_worker(queue: str, nodename: str) -> subprocess.Popen[str]:

@@ -48,6 +48,14 @@ def make_psycopg2_cooperative() -> bool:
     return True
 
 
+def psycopg2_wait_callback_name() -> str | None:
+    """Which wait callback psycopg2 has (None: it blocks), for the worker's self-report and the tests."""
+    from psycopg2 import extensions
+
+    callback = extensions.get_wait_callback()
+    return f"{callback.__module__}.{callback.__qualname__}" if callback else None
+
+
 def wait_cancelling_on_interrupt(conn: Any, timeout: float | None = None) -> None:
     """psycogreen's wait, which also stops the query in Postgres when the greenlet is interrupted.
 

@@ -2,15 +2,10 @@
 Redis list that receives 'sent_at done_at' when the task ends, so runs can be timed without a result backend."""
 
 import time
-from typing import Any
 
 from celery import shared_task
 
 from diagnostics.services import probe_database_sleep, probe_record_create, probe_report
-
-
-def _qualified_name(function: Any) -> str | None:
-    return f"{function.__module__}.{function.__qualname__}" if function else None
 
 
 def _report(report_to: str | None, sent_at: float | None) -> None:
@@ -46,7 +41,6 @@ def probe_insert_task(key: str) -> int:
 @shared_task(ignore_result=False)
 def runtime_report_task() -> dict[str, object]:
     """What the worker process that runs it is: pool, and whether its ORM setup is the gevent-safe one."""
-    import psycopg2.extensions
     from django.conf import settings
 
     from config import green
@@ -54,7 +48,7 @@ def runtime_report_task() -> dict[str, object]:
     patched = green.gevent_is_patched()
     return {
         "gevent_patched": patched,
-        "psycopg2_wait_callback": _qualified_name(psycopg2.extensions.get_wait_callback()),
+        "psycopg2_wait_callback": green.psycopg2_wait_callback_name(),
         "connections_greenlet_local": green.connections_are_greenlet_local() if patched else False,
         "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
     }

@@ -29,7 +29,7 @@ monkey.patch_all()
 """
 
 REPORT = """
-import json, django, psycopg2.extensions
+import json, django
 import config.celery_app
 django.setup()
 from config import green
@@ -40,10 +40,9 @@ try:
     refused = None
 except SystemExit as exit:
     refused = str(exit)
-callback = psycopg2.extensions.get_wait_callback()
 print(json.dumps({
     "greenlet_local": green.connections_are_greenlet_local(),
-    "wait_callback": f"{callback.__module__}.{callback.__qualname__}" if callback else None,
+    "wait_callback": green.psycopg2_wait_callback_name(),
     "refused": refused,
 }))
 """

@@ -26,9 +26,12 @@ SHOW_UNHEALTHY = for service in $$($(1) ps -a --format '{{.Service}}:{{.State}}:
 	  | awk -F: '$$3 != "healthy" && !($$2 == "exited" && $$4 == 0) {print $$1}' | sort -u); do \
 	  echo "--- $$service is not healthy; its last log lines:"; $(1) logs --no-log-prefix --tail 40 "$$service"; done
 
+# For the recipes that write env files: `secret N` prints N random letters and digits.
+DEFINE_SECRET = secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$$1"; }
+
 # A fresh clone has no .env: make one from .env.example with new random secrets.
 .env:
-	@secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$$1"; }; \
+	@$(DEFINE_SECRET); \
 	sed -e "s|^DJANGO_SECRET_KEY=.*|DJANGO_SECRET_KEY=$$(secret 50)|" \
 	    -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$$(secret 32)|" \
 	    -e "s|^FLOWER_PASSWORD=.*|FLOWER_PASSWORD=$$(secret 24)|" .env.example > .env
@@ -150,7 +153,7 @@ PYTHON_IMAGE ?= python:3.13-slim
 
 # A first deploy has no .env.prod: make one from .env.prod.example with new random secrets, readable by you only.
 $(PROD_ENV):
-	@secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$$1"; }; \
+	@$(DEFINE_SECRET); \
 	umask 077; \
 	sed -e "s|^DOMAIN=.*|DOMAIN=$(DOMAIN)|" \
 	    -e "s|^CADDY_TLS=.*|CADDY_TLS=$(CADDY_TLS)|" \

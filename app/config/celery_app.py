@@ -1,14 +1,16 @@
-"""The Celery application: https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html"""
+"""The Celery application: https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html
+
+What keeps its worker reliable on the gevent pool lives in the celery_runtime package."""
 
 import logging
 import os
 from functools import cached_property
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery
 
-from config import green
-from config.probes import ConsumerLiveness
+import celery_runtime
+from celery_runtime import green
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -20,30 +22,18 @@ class CeleryApp(Celery):
     @cached_property
     def Worker(self) -> Any:
         # Soft shutdown that works on the gevent pool; imported by `celery worker` only.
-        from config.worker_shutdown import SoftShutdownWorker
+        from celery_runtime.shutdown import SoftShutdownWorker
 
         return self.subclass_with_self(SoftShutdownWorker)
 
 
-app = CeleryApp("config")
+# Every task of the project retries transient database errors (celery_runtime.retries).
+app = CeleryApp("config", task_cls="celery_runtime.retries:RetryingTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+celery_runtime.install(app)
 
 logger = logging.getLogger(__name__)
-
-
-class DatabaseReadiness(bootsteps.Step):
-    """Runs once the pool and concurrency are known, before the worker consumes anything."""
-
-    requires = ("celery.worker.components:Pool",)
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        green.check_worker_database_setup(worker)
-
-
-app.steps["worker"].add(DatabaseReadiness)
-app.steps["consumer"].add(ConsumerLiveness)
 
 
 @app.task(bind=True, ignore_result=False)

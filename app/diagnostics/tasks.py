@@ -43,7 +43,7 @@ def runtime_report_task() -> dict[str, object]:
     """What the worker process that runs it is: pool, and whether its ORM setup is the gevent-safe one."""
     from django.conf import settings
 
-    from config import green
+    from celery_runtime import green
 
     patched = green.gevent_is_patched()
     return {

@@ -77,7 +77,26 @@ def test_the_celery_app_reads_the_settings_through_its_namespace() -> None:
     assert app.conf.task_ignore_result is True
     assert app.conf.accept_content == ["json"]
     assert app.conf.broker_connection_retry_on_startup is True
-    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is True
+    # A cancel on the gevent pool ends in an acknowledgement: running tasks finish instead (see the settings).
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
+    assert app.conf.broker_transport_options["socket_timeout"] > 1  # above the consumer's 1 s BRPOP
+    assert app.conf.task_publish_retry_policy["max_retries"] <= 3
+
+
+def test_transport_options_from_the_environment_add_to_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from config.settings import base
+
+    monkeypatch.setenv("CELERY_BROKER_TRANSPORT_OPTIONS", '{"visibility_timeout": 20}')
+    try:
+        reloaded = importlib.reload(base)
+        assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == 20
+        assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["socket_timeout"] == 5
+        assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] == 10
+    finally:
+        monkeypatch.delenv("CELERY_BROKER_TRANSPORT_OPTIONS")
+        importlib.reload(base)
 
 
 def test_a_typo_stops_django_from_starting() -> None:

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from config import green
+from celery_runtime import green
 
-COOPERATIVE_WAIT = "config.green.wait_cancelling_on_interrupt"
+COOPERATIVE_WAIT = "celery_runtime.green.wait_cancelling_on_interrupt"
 
 # Celery's own entry point patches first (for `-P gevent` as two words), then imports the app.
 CELERY_ORDER = """
@@ -32,7 +32,7 @@ REPORT = """
 import json, django
 import config.celery_app
 django.setup()
-from config import green
+from celery_runtime import green
 from types import SimpleNamespace
 worker = SimpleNamespace(pool_cls=type("TaskPool", (), {"__module__": "celery.concurrency.gevent"}), concurrency=5)
 try:

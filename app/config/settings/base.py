@@ -37,6 +37,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: Postgres or Redis down gives a 503 JSON with Retry-After, whichever layer met the error.
+    "config.middleware.DependencyUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -74,7 +76,8 @@ DATABASES["default"]["OPTIONS"] = {
     "application_name": env.str("DJANGO_DB_APPLICATION_NAME", default="django"),
     # A runaway query blocks a gevent worker's hub, where the task time limit cannot fire: the server ends it.
     "options": f"-c statement_timeout={env.int('DJANGO_DB_STATEMENT_TIMEOUT_MS', default=30_000)}",
-    "connect_timeout": 5,
+    # A server that does not answer fails the request within seconds (a 503), instead of holding it.
+    "connect_timeout": 3,
 }
 
 
@@ -123,14 +126,29 @@ CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True  # keeps the task name and arguments beside the result, for the admin
 CELERY_TASK_IGNORE_RESULT = True  # nobody reads most results; a task that returns one says ignore_result=False
 CELERY_TASK_ACKS_LATE = True  # acked after it runs, so a crash redelivers it; tasks here are idempotent
-# Redis hands an unacked task to another worker after this: longer than queue wait plus the longest task.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A dead worker's unacked tasks go back to the queue after this many seconds (celery_runtime.redelivery):
+    # longer than a task waits in a worker's prefetch plus the longest task, or a live worker's task is
+    # handed out a second time.
+    "visibility_timeout": 3600,
+    # How often each worker looks for such tasks.
+    "unacked_restore_interval": 10,
+    # Redis gone or hanging: a publish (a request's enqueue) fails within seconds rather than waiting on a
+    # dead socket. Longer than the consumer's 1 s BRPOP, which reads on the same kind of socket.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+# An enqueue retries a lost connection briefly, then fails (the web answers 503): about 4 s at the most.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 # With acks late on gevent and Redis, a multiplier of 1 was measured 8-20x slower (make bench shows it).
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_WORKER_CONCURRENCY = 20  # greenlets; each one that touches the ORM holds a Postgres connection
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # wait for Redis at start-up rather than exit
-# After a lost broker connection the unacked tasks are redelivered; finishing them here too would run them twice.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# After a lost broker connection, running tasks finish and are acknowledged if Redis is back. Celery's cancel
+# would stop them instead, and the gevent pool ends a cancelled task in an acknowledgement: the task would be
+# lost. Finishing it at worst runs it twice (redelivered meanwhile), which idempotent tasks allow.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_TIME_LIMIT = 120  # hard limit in seconds; the gevent pool has no soft time limit
 # On SIGQUIT (SIGTERM too where REMAP_SIGTERM=SIGQUIT, as in production) running tasks get this long to finish;
 # the rest are cancelled and go back to the queue. Docker's stop_grace_period must be longer.
@@ -143,7 +161,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TIMEZONE = TIME_ZONE
 # django-celery-beat's DatabaseScheduler, which also touches a file on every tick for the healthcheck.
-CELERY_BEAT_SCHEDULER = "config.beat_scheduler:LivenessDatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "celery_runtime.beat_scheduler:LivenessDatabaseScheduler"
 # How often beat looks at the schedule in Postgres: an edit in the admin takes effect within this many seconds.
 CELERY_BEAT_MAX_LOOP_INTERVAL = 15
 # Copied into django-celery-beat's tables when beat starts; edit the run there (admin) or here.
@@ -153,7 +171,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,  # every 30 seconds: often enough to watch on a fresh stack
     },
 }
+_transport_option_defaults = CELERY_BROKER_TRANSPORT_OPTIONS
 globals().update(celery_settings_from_env())
+# CELERY_BROKER_TRANSPORT_OPTIONS from the environment adds to the defaults above key by key: setting the
+# visibility timeout alone keeps the socket timeouts.
+CELERY_BROKER_TRANSPORT_OPTIONS = {**_transport_option_defaults, **CELERY_BROKER_TRANSPORT_OPTIONS}
 # Under gevent with acks late, every task that finishes acks over a Redis connection of the consumer's pool;
 # a pool smaller than the concurrency fails acks with "Too many connections". Sized here unless set above.
 CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("max_connections", int(CELERY_WORKER_CONCURRENCY) + 10)

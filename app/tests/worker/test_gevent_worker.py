@@ -26,7 +26,7 @@ def test_the_worker_runs_the_gevent_pool_at_the_concurrency_from_the_environment
 def test_the_orm_setup_inside_the_worker_is_the_gevent_safe_one(worker: dict[str, Any]) -> None:
     report = runtime_report_task.delay().get(timeout=10)
     assert report["gevent_patched"] is True
-    assert report["psycopg2_wait_callback"] == "config.green.wait_cancelling_on_interrupt"
+    assert report["psycopg2_wait_callback"] == "celery_runtime.green.wait_cancelling_on_interrupt"
     assert report["connections_greenlet_local"] is True
     assert report["conn_max_age"] == 0
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from config.probes import BEAT_LIVENESS_FILE
+from celery_runtime.probes import BEAT_LIVENESS_FILE
 
 
 class LivenessDatabaseScheduler(DatabaseScheduler):

@@ -27,7 +27,7 @@ from celery import platforms
 from celery.apps.worker import Worker
 from celery.worker import state
 
-from config.green import gevent_is_patched
+from celery_runtime.green import gevent_is_patched
 
 logger = logging.getLogger(__name__)
 

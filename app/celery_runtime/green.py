@@ -18,6 +18,8 @@ import logging
 import sys
 from typing import Any
 
+from celery import bootsteps
+
 from config.env import env
 
 logger = logging.getLogger(__name__)
@@ -146,3 +148,13 @@ def check_worker_database_setup(worker: Any) -> None:
         worker.concurrency,
         settings.DATABASES["default"]["CONN_MAX_AGE"],
     )
+
+
+class DatabaseReadiness(bootsteps.Step):
+    """Runs once the pool and concurrency are known, before the worker consumes anything."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        check_worker_database_setup(worker)

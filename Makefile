@@ -103,6 +103,10 @@ smoke: .env ## check the running stack (make up first) from inside its network
 	if [ -n "$$unhealthy" ]; then echo "not healthy: $$unhealthy (run make up)"; exit 1; fi
 	$(COMPOSE) --profile smoke run --rm smoke
 
+.PHONY: chaos
+chaos: .env ## inject faults (worker killed, Postgres and Redis restarted or down) into a stack of its own; fails on any loss
+	bash compose/chaos/chaos $(ARGS)
+
 .PHONY: bench
 bench: up ## benchmark workers by pool and workload, and the web tier; prints a table, writes bench-results/*.json
 	@mkdir -p bench-results && chmod 777 bench-results
@@ -121,7 +125,7 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 	  ruff check . && ruff format --check . && mypy && \
 	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
 	  shellcheck compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
-	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures .ci/run && \
+	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos .ci/run && \
 	  hadolint compose/Dockerfile compose/caddy/Dockerfile && echo "lint: all clean"'
 
 .PHONY: fmt

@@ -121,6 +121,9 @@ LOGGING: dict[str, Any] = {
 # Defaults for a gevent worker on a Redis broker. Any CELERY_* variable in the environment overrides the
 # setting of that name, typed by Celery's own option table; an unknown name stops start-up.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+# kombu's Redis transport, taking a message and recording it as unacknowledged in one step, so a worker killed
+# in between loses nothing (celery_runtime.transport).
+CELERY_BROKER_TRANSPORT = "celery_runtime.transport:Transport"
 # Results go to Postgres through django-celery-results, where the admin shows them.
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True  # keeps the task name and arguments beside the result, for the admin

@@ -64,10 +64,18 @@ def wait_cancelling_on_interrupt(conn: Any, timeout: float | None = None) -> Non
     The task's hard time limit (gevent.Timeout) and a cancel at shutdown (GreenletExit) end the greenlet
     while it waits here; without a cancel request Postgres would run the query on to its end, holding its
     locks, until statement_timeout."""
+    import gevent
     from psycogreen.gevent import gevent_wait_callback
+    from psycopg2 import OperationalError, extensions
 
+    # libpq enforces connect_timeout only when it waits itself; here the hub waits, so the limit is applied
+    # here, or a connect to a server that went away waits for TCP to give up (minutes), past the task's limit.
+    connect_timeout = None
+    if conn.status == extensions.STATUS_SETUP:
+        connect_timeout = float(extensions.parse_dsn(conn.dsn).get("connect_timeout") or 0) or None
     try:
-        gevent_wait_callback(conn, timeout)
+        with gevent.Timeout(connect_timeout, OperationalError(f"connection timed out after {connect_timeout}s")):
+            gevent_wait_callback(conn, timeout)
     except BaseException:
         with contextlib.suppress(Exception):  # not connected yet, or already gone: nothing runs
             conn.cancel()

@@ -18,6 +18,7 @@ from restoring a message twice.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import bootsteps
@@ -42,8 +43,12 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
 
         def sweep() -> None:
             try:
-                # interval=1: scan on this call; the timer is what spaces the sweeps.
-                channel.qos.restore_visible(num=restore_limit, interval=1)
+                with channel.conn_or_acquire() as client:
+                    due = client.zcount(channel.unacked_index_key, "-inf", time.time() - channel.visibility_timeout)
+                if due:
+                    logger.warning("redelivery sweep: %d message(s) unacknowledged for too long go back to the queue", due)
+                    # interval=1: scan on this call; the timer is what spaces the sweeps.
+                    channel.qos.restore_visible(num=restore_limit, interval=1)
             except channel.connection_errors as exc:
                 # The broker is away: the consumer reconnects and this step starts again with the new channel.
                 logger.debug("redelivery sweep skipped: %r", exc)

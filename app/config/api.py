@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 
@@ -50,3 +51,13 @@ def require_text(payload: dict[str, Any], field: str, *, max_length: int) -> str
     if "\x00" in value:
         raise BadRequest(f"{field} must not contain NUL characters")
     return value
+
+
+def require_database() -> None:
+    """Raises the database's error (a 503, see config.middleware) when Postgres cannot be reached now.
+
+    For endpoints that enqueue work whose effect or result the worker writes to Postgres: refused at once,
+    rather than accepted and left to the worker's retries. Opening a cursor runs Django's health check of a
+    reused connection (CONN_HEALTH_CHECKS), which enqueueing alone does not."""
+    with connection.cursor():
+        pass

@@ -42,6 +42,7 @@ def health(request: HttpRequest) -> JsonResponse:
     unavailable = [name for name, value in checks.items() if value != "ok"]
     if not unavailable:
         return JsonResponse({"status": "ok", **checks})
-    response = JsonResponse({"status": "unhealthy", **checks, "unavailable": unavailable}, status=503)
+    error = f"unavailable: {', '.join(unavailable)}"
+    response = JsonResponse({"status": "unhealthy", "error": error, **checks, "unavailable": unavailable}, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

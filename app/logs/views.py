@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from config.api import BadRequest, bad_request, read_payload, require_text
+from config.api import BadRequest, bad_request, read_payload, require_database, require_text
 from logs.models import Log
 from logs.selectors import log_get, log_list
 from logs.tasks import log_write_task
@@ -38,6 +38,7 @@ def _log_enqueue(request: HttpRequest) -> JsonResponse:
         text = require_text(read_payload(request), "text", max_length=Log._meta.get_field("text").max_length or 255)
     except BadRequest as exc:
         return bad_request(str(exc))
+    require_database()
     request_id = uuid.uuid4()
     log_write_task.delay_on_commit(str(request_id), text)  # type: ignore[attr-defined]  # Celery 5.4+, not in the stubs
     return JsonResponse(

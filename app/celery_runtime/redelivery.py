@@ -46,7 +46,9 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
                 with channel.conn_or_acquire() as client:
                     due = client.zcount(channel.unacked_index_key, "-inf", time.time() - channel.visibility_timeout)
                 if due:
-                    logger.warning("redelivery sweep: %d message(s) unacknowledged for too long go back to the queue", due)
+                    logger.warning(
+                        "redelivery sweep: %d message(s) unacknowledged for too long go back to the queue", due
+                    )
                     # interval=1: scan on this call; the timer is what spaces the sweeps.
                     channel.qos.restore_visible(num=restore_limit, interval=1)
             except channel.connection_errors as exc:

@@ -44,7 +44,12 @@ return false
 """
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+# kombu's type stubs leave out the Redis channel's internals used here.
+RedisChannel: Any = kombu_redis.Channel
+RedisTransport: Any = kombu_redis.Transport
+
+
+class Channel(RedisChannel):
     # The last take found every queue empty: the next command waits for a message instead of taking one.
     _queues_were_empty = False
     _sent: str | None = None
@@ -97,5 +102,5 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self._flush_brpop_reauth()
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(RedisTransport):
     Channel = Channel

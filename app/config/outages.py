@@ -13,7 +13,12 @@ from django import db
 
 # Raised when the server is gone, restarting or refusing connections, or the connection broke mid-query;
 # psycopg2's own classes for code that talks to it directly, Django's wrappers for the ORM.
-_DATABASE_CONNECTION_ERRORS = (db.OperationalError, db.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError)
+_DATABASE_CONNECTION_ERRORS = (
+    db.OperationalError,
+    db.InterfaceError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
 # OperationalErrors that a retry does not mend: the statement ran into statement_timeout (or was cancelled
 # by the task's own time limit), so running it again would only take as long again.
 _NOT_TRANSIENT = (psycopg2.errors.QueryCanceled,)

@@ -60,7 +60,13 @@ def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str
     except urllib.error.HTTPError as error:
         status, raw, retry_after = error.code, error.read(), error.headers.get("Retry-After")
     except (TimeoutError, urllib.error.URLError, ConnectionError) as error:
-        return {"status": 0, "json": None, "retry_after": None, "seconds": time.monotonic() - started, "error": repr(error)}
+        return {
+            "status": 0,
+            "json": None,
+            "retry_after": None,
+            "seconds": time.monotonic() - started,
+            "error": repr(error),
+        }
     try:
         parsed = json.loads(raw)
     except ValueError:
@@ -162,7 +168,11 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
             written.update(str(request_id) for request_id in found)
         if rows_at is None and len(written) == len(accepted):
             rows_at = time.time()
-        if check_beat and beat_at is None and Heartbeat.objects.filter(name="beat", last_run_at__gt=beat_after).exists():
+        if (
+            check_beat
+            and beat_at is None
+            and Heartbeat.objects.filter(name="beat", last_run_at__gt=beat_after).exists()
+        ):
             beat_at = time.time()
         if rows_at is not None and (beat_at is not None or not check_beat):
             break
@@ -183,8 +193,8 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
 
 def report() -> None:
     rows = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"), key=lambda p: p.stat().st_mtime)]
-    header = f"{'scenario':<28}{'accepted':>9}{'written':>9}{'lost':>6}{'dup':>5}{'refused':>9}{'500/hang':>10}{'recover s':>11}"
-    print(header)
+    columns = ("accepted", 9), ("written", 9), ("lost", 6), ("dup", 5), ("refused", 9), ("500/hang", 10)
+    print(f"{'scenario':<28}" + "".join(f"{title:>{width}}" for title, width in columns) + f"{'recover s':>11}")
     problems = []
     for row in rows:
         name = row["scenario"]
@@ -201,7 +211,9 @@ def report() -> None:
         if row.get("duplicated"):
             problems.append(f"{name}: {row['duplicated']} effects duplicated")
         if failed:
-            problems.append(f"{name}: answers other than 202 or a clear 503: {row['failed']}, e.g. {row['failed_example']}")
+            problems.append(
+                f"{name}: answers other than 202 or a clear 503: {row['failed']}, e.g. {row['failed_example']}"
+            )
         if not row.get("accepted"):
             problems.append(f"{name}: no request was accepted, so nothing was tested")
         if row.get("beat_check") and row.get("beat_recovered_s") is None:

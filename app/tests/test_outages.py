@@ -1,0 +1,90 @@
+"""Postgres or Redis unreachable: the web answers a bounded 503 JSON with Retry-After, and the worker's base task
+retries what a retry can mend. The broker fault is real: the Celery app is pointed at a port nobody listens on."""
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import pytest
+from django import db
+
+from celery_runtime.retries import RetryingTask, transient_retry_countdown
+from config.celery_app import app as celery_app
+from config.outages import is_transient_database_error, unavailable_dependency
+
+
+@pytest.fixture
+def broker_unreachable() -> Iterator[None]:
+    original = celery_app.conf.broker_url
+    pool: Any = celery_app.pool
+    celery_app.conf.update(broker_url="redis://127.0.0.1:1/0")  # nothing listens there: connection refused
+    pool.force_close_all()
+    try:
+        yield
+    finally:
+        celery_app.conf.update(broker_url=original)
+        pool.force_close_all()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "body"), [("/logs/", {"text": "hello"}), ("/tasks/add/", {"x": 1, "y": 2})])
+def test_enqueueing_with_the_broker_down_is_a_bounded_503_with_retry_after(
+    client: Any, broker_unreachable: None, url: str, body: dict[str, Any]
+) -> None:
+    started = time.monotonic()
+    response = client.post(url, body, content_type="application/json")
+    took = time.monotonic() - started
+    assert response.status_code == 503, response.content
+    assert response.json()["unavailable"] == "broker"
+    assert "broker" in response.json()["error"]
+    assert int(response["Retry-After"]) > 0
+    assert took < 6, f"the refusal took {took:.1f}s"
+
+
+@pytest.mark.django_db
+def test_health_names_the_broker_when_it_is_down(client: Any, settings: Any) -> None:
+    from config import health
+
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    health._broker.cache_clear()
+    try:
+        response = client.get("/health/")
+    finally:
+        health._broker.cache_clear()
+    assert response.status_code == 503
+    assert response.json()["unavailable"] == ["broker"]
+    assert response.json()["database"] == "ok"
+    assert response["Retry-After"].isdigit()
+
+
+def test_connection_errors_are_transient_and_mistakes_are_not() -> None:
+    gone = db.OperationalError("server closed the connection unexpectedly")
+    assert is_transient_database_error(gone)
+    assert is_transient_database_error(db.InterfaceError("connection already closed"))
+    assert is_transient_database_error(psycopg2.OperationalError("could not connect"))
+    assert unavailable_dependency(gone) == "database"
+    timed_out = db.OperationalError("canceling statement due to statement timeout")
+    timed_out.__cause__ = psycopg2.errors.QueryCanceled()
+    assert not is_transient_database_error(timed_out)
+    assert not is_transient_database_error(db.IntegrityError("duplicate key"))
+    assert not is_transient_database_error(ValueError("a bug"))
+    assert unavailable_dependency(ValueError("a bug")) is None
+
+
+def test_the_retries_outlast_a_restart_of_a_minute() -> None:
+    waits = [transient_retry_countdown(retries) for retries in range(RetryingTask.transient_max_retries)]
+    for retries, wait in enumerate(waits):
+        assert 0.75 * min(15.0, 2.0**retries) <= wait <= min(15.0, 2.0**retries)
+    shortest_possible = sum(0.75 * min(15.0, 2.0**retries) for retries in range(RetryingTask.transient_max_retries))
+    assert shortest_possible >= 60, shortest_possible
+    assert sum(waits) >= shortest_possible
+
+
+def test_every_task_of_the_project_has_the_retrying_base() -> None:
+    from calc.tasks import add
+    from logs.tasks import log_write_task
+
+    assert isinstance(log_write_task, RetryingTask)
+    assert isinstance(add, RetryingTask)

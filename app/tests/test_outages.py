@@ -15,20 +15,25 @@ from config.celery_app import app as celery_app
 from config.outages import is_transient_database_error, unavailable_dependency
 
 
+def _use_broker(url: str | None) -> None:
+    """Points the app's producers at `url` (broker_write_url: CELERY_BROKER_URL in the environment outranks
+    broker_url); new producer pools are made from the setting on next use."""
+    app: Any = celery_app
+    app.conf.update(broker_write_url=url)
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def broker_unreachable() -> Iterator[None]:
-    original = celery_app.conf.broker_url
-    pool: Any = celery_app.pool
-    celery_app.conf.update(broker_url="redis://127.0.0.1:1/0")  # nothing listens there: connection refused
-    pool.force_close_all()
+    _use_broker("redis://127.0.0.1:1/0")  # nothing listens there: connection refused
     try:
         yield
     finally:
-        celery_app.conf.update(broker_url=original)
-        pool.force_close_all()
+        _use_broker(None)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # delay_on_commit publishes at once, outside a test transaction
 @pytest.mark.parametrize(("url", "body"), [("/logs/", {"text": "hello"}), ("/tasks/add/", {"x": 1, "y": 2})])
 def test_enqueueing_with_the_broker_down_is_a_bounded_503_with_retry_after(
     client: Any, broker_unreachable: None, url: str, body: dict[str, Any]

@@ -5,6 +5,8 @@
 * shutdown         Celery's soft shutdown made to work on the gevent pool
 * redelivery       the sweep that hands a dead worker's unacknowledged messages back to the queue
 * retries          the base task class: transient database errors are retried, not dropped
+* results          the result backend: a result write waits out a database restart
+* transport        the broker transport: a message taken and recorded unacknowledged in one step
 * probes           liveness files for the worker's and beat's container healthchecks
 * beat_scheduler   django-celery-beat's scheduler, touching beat's liveness file
 

@@ -52,3 +52,11 @@ def runtime_report_task() -> dict[str, object]:
         "connections_greenlet_local": green.connections_are_greenlet_local() if patched else False,
         "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
     }
+
+
+@shared_task(ignore_result=False)
+def database_then_sleep_task(seconds: float) -> str:
+    """Opens its connection with a query, then holds it idle: a test drops it before the result is written."""
+    probe_database_sleep(seconds=0)
+    time.sleep(seconds)
+    return "stored"

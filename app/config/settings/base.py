@@ -124,8 +124,9 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
 # kombu's Redis transport, taking a message and recording it as unacknowledged in one step, so a worker killed
 # in between loses nothing (celery_runtime.transport).
 CELERY_BROKER_TRANSPORT = "celery_runtime.transport:Transport"
-# Results go to Postgres through django-celery-results, where the admin shows them.
-CELERY_RESULT_BACKEND = "django-db"
+# Results go to Postgres through django-celery-results, where the admin shows them; a write waits out a
+# database restart (celery_runtime.results).
+CELERY_RESULT_BACKEND = "celery_runtime.results:RetryingDatabaseBackend"
 CELERY_RESULT_EXTENDED = True  # keeps the task name and arguments beside the result, for the admin
 CELERY_TASK_IGNORE_RESULT = True  # nobody reads most results; a task that returns one says ignore_result=False
 CELERY_TASK_ACKS_LATE = True  # acked after it runs, so a crash redelivers it; tasks here are idempotent

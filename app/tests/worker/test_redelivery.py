@@ -17,7 +17,7 @@ from django.db import connections
 
 from config.celery_app import app as celery_app
 from diagnostics.models import ProbeRecord
-from diagnostics.tasks import database_sleep_insert_task, sleep_task
+from diagnostics.tasks import database_sleep_insert_task, database_then_sleep_task, sleep_task
 from tests.worker.conftest import connection_count, wait_until
 
 pytestmark = pytest.mark.worker
@@ -109,3 +109,16 @@ def test_a_task_whose_connection_postgres_drops_is_retried_not_lost(worker: dict
     wait_until(
         lambda: ProbeRecord.objects.filter(key=key).exists(), timeout=20, message="the task was dropped, not retried"
     )
+
+
+def test_a_result_is_stored_although_postgres_dropped_the_connection_meanwhile(worker: dict[str, Any]) -> None:
+    result = database_then_sleep_task.delay(2)
+    idle_after_query = "SELECT pg_sleep(0)"
+    wait_until(lambda: connection_count(running=idle_after_query) == 1, timeout=10, message="the task did not start")
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s AND query = %s",
+            ["test-worker", idle_after_query],
+        )
+        assert cursor.fetchone()[0] == 1
+    assert result.get(timeout=30) == "stored"

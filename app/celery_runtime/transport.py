@@ -7,8 +7,9 @@ in two SIGKILLs of a busy gevent worker lose a task, since the second command wa
 
 This transport takes and records in one Lua script, which Redis runs atomically. A script cannot block, so on
 an empty queue the consumer waits with `BLMOVE key key RIGHT RIGHT` instead of BRPOP: it returns once the list
-has an element and leaves it where it was, and the next script takes it. Publishing, acks, the visibility
-timeout and kombu's restore of unacknowledged messages are kombu's own, unchanged.
+has an element and leaves it where it was, and the next script takes it. Publishing, the visibility timeout
+and kombu's restore of unacknowledged messages are kombu's own, unchanged; an ack that cannot reach Redis is
+still forgotten locally (QoS below).
 
 Selected by CELERY_BROKER_TRANSPORT in the settings, for redis:// URLs (Redis 6.2 or later, for BLMOVE).
 """
@@ -46,10 +47,36 @@ return false
 
 # kombu's type stubs leave out the Redis channel's internals used here.
 RedisChannel: Any = kombu_redis.Channel
+RedisQoS: Any = kombu_redis.QoS
 RedisTransport: Any = kombu_redis.Transport
 
 
+class QoS(RedisQoS):
+    """Forgets an acknowledged message locally even when Redis could not be told.
+
+    kombu counts a message against the prefetch limit until its ack reaches Redis. With Redis away, every task
+    that finishes fails its ack; once the count reaches the limit the consumer stops reading, so it never sees
+    the broken connection and never reconnects: the worker idles for good after Redis returns (`make chaos`,
+    redis-down, saw it). The message itself stays in Redis's unacked hash, and the sweep hands it out again after
+    the visibility timeout: a second run, never a loss."""
+
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            super().ack(delivery_tag)
+        except BaseException:
+            self._quick_ack(delivery_tag)
+            raise
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except BaseException:
+            self._quick_ack(delivery_tag)
+            raise
+
+
 class Channel(RedisChannel):
+    QoS = QoS
     # The last take found every queue empty: the next command waits for a message instead of taking one.
     _queues_were_empty = False
     _sent: str | None = None

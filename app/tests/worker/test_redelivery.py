@@ -29,7 +29,9 @@ SWEEP_INTERVAL = 1
 TASKS = 5  # a gevent worker at concurrency 4 takes 5: the fifth waits in the consumer for a free greenlet
 
 
-def start_worker(queue: str, nodename: str, application_name: str) -> subprocess.Popen[str]:
+def start_worker(
+    queue: str, nodename: str, application_name: str, *, extra: list[str] | None = None
+) -> subprocess.Popen[str]:
     environment = {
         **os.environ,
         "CELERY_BROKER_TRANSPORT_OPTIONS": (
@@ -38,7 +40,7 @@ def start_worker(queue: str, nodename: str, application_name: str) -> subprocess
         "DJANGO_DB_APPLICATION_NAME": application_name,
     }
     command = ["celery", "-A", "config.celery_app", "worker", "-P", "gevent", "-c", "4", "-Q", queue, "-n", nodename]
-    command += ["--without-mingle", "--without-gossip", "--loglevel", "INFO"]
+    command += ["--without-mingle", "--without-gossip", "--loglevel", "INFO", *(extra or [])]
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_until(
         lambda: celery_app.control.ping(destination=[nodename], timeout=0.5),
@@ -122,3 +124,29 @@ def test_a_result_is_stored_although_postgres_dropped_the_connection_meanwhile(w
         )
         assert cursor.fetchone()[0] == 1
     assert result.get(timeout=30) == "stored"
+
+
+def test_a_worker_whose_acks_could_not_reach_redis_keeps_consuming(worker: dict[str, Any]) -> None:
+    """Redis stops answering writes for longer than the socket timeout while tasks finish: their acks fail. The
+    worker must still take new tasks afterwards (kombu alone counts the failed acks against the prefetch limit
+    for good, and the consumer stops reading), and the unacknowledged ones come back through the sweep."""
+    suffix = uuid.uuid4().hex[:8]
+    queue, report = f"ack-failed-{suffix}", f"ack-failed-report-{suffix}"
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=30)
+    nodename, application_name = f"ack-failed-{suffix}@test", f"ack-failed-{suffix}"
+    process = start_worker(queue, nodename, application_name, extra=["--prefetch-multiplier", "1"])
+    try:
+        # Four tasks that write only to Postgres, so that nothing of theirs waits on Redis but the ack.
+        for index in range(4):
+            database_sleep_insert_task.apply_async((1, f"ack-failed-{suffix}-{index}"), queue=queue)
+        wait_until(lambda: unacked_of(broker, queue) == 4, timeout=5, message="the worker took not all four")
+        broker.client_pause(7000, all=False)  # writes only, past the 5 s socket timeout of their acks
+        time.sleep(7.5)
+        for index in range(4):
+            sleep_task.apply_async((1, report, index), queue=queue)
+        wait_until(
+            lambda: broker.llen(report) >= 4, timeout=30, message="the worker stopped taking tasks after failed acks"
+        )
+    finally:
+        stop(process)
+        broker.delete(queue, report)

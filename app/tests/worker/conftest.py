@@ -1,6 +1,8 @@
 """Tests that run tasks on the real worker: the test-worker service (gevent pool, concurrency 50), which
 shares this session's test database and a Redis database of its own. `make test` starts it."""
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +41,17 @@ def worker_stats() -> dict[str, Any]:
 def worker(worker_stats: dict[str, Any], transactional_db: None) -> dict[str, Any]:
     """Committed rows (so the worker sees them), flushed after the test."""
     return worker_stats
+
+
+def start_gevent_worker(
+    queue: str, nodename: str, *, concurrency: int, environment: dict[str, str], extra: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
+    """A real `celery worker -P gevent` of the test's own, consuming `queue` only; its output is kept for the test."""
+    command = ["celery", "-A", "config.celery_app", "worker", "-P", "gevent", "-c", str(concurrency)]
+    command += ["-Q", queue, "-n", nodename, "--without-mingle", "--without-gossip", "--loglevel", "INFO", *extra]
+    return subprocess.Popen(
+        command, env={**os.environ, **environment}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def connection_count(application_name: str = WORKER_APPLICATION_NAME, *, running: str = "%") -> int:

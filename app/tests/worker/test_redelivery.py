@@ -2,7 +2,6 @@
 the visibility timeout plus one sweep period (and a live worker's are not handed out early), and a task whose
 connection Postgres drops is retried. Real `celery worker -P gevent` processes on a queue of their own."""
 
-import os
 import re
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from django.db import connections
 from config.celery_app import app as celery_app
 from diagnostics.models import ProbeRecord
 from diagnostics.tasks import database_sleep_insert_task, database_then_sleep_task, sleep_task
-from tests.worker.conftest import connection_count, wait_until
+from tests.worker.conftest import connection_count, start_gevent_worker, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -30,18 +29,15 @@ TASKS = 5  # a gevent worker at concurrency 4 takes 5: the fifth waits in the co
 
 
 def start_worker(
-    queue: str, nodename: str, application_name: str, *, extra: list[str] | None = None
+    queue: str, nodename: str, application_name: str, *, extra: tuple[str, ...] = ()
 ) -> subprocess.Popen[str]:
     environment = {
-        **os.environ,
         "CELERY_BROKER_TRANSPORT_OPTIONS": (
             f'{{"visibility_timeout": {VISIBILITY_TIMEOUT}, "unacked_restore_interval": {SWEEP_INTERVAL}}}'
         ),
         "DJANGO_DB_APPLICATION_NAME": application_name,
     }
-    command = ["celery", "-A", "config.celery_app", "worker", "-P", "gevent", "-c", "4", "-Q", queue, "-n", nodename]
-    command += ["--without-mingle", "--without-gossip", "--loglevel", "INFO", *(extra or [])]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_gevent_worker(queue, nodename, concurrency=4, environment=environment, extra=extra)
     wait_until(
         lambda: celery_app.control.ping(destination=[nodename], timeout=0.5),
         timeout=60,
@@ -134,7 +130,7 @@ def test_a_worker_whose_acks_could_not_reach_redis_keeps_consuming(worker: dict[
     queue, report = f"ack-failed-{suffix}", f"ack-failed-report-{suffix}"
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=30)
     nodename, application_name = f"ack-failed-{suffix}@test", f"ack-failed-{suffix}"
-    process = start_worker(queue, nodename, application_name, extra=["--prefetch-multiplier", "1"])
+    process = start_worker(queue, nodename, application_name, extra=("--prefetch-multiplier", "1"))
     try:
         # Four tasks that write only to Postgres, so that nothing of theirs waits on Redis but the ack.
         for index in range(4):

@@ -3,7 +3,6 @@ soft shutdown lets the running tasks finish within its timeout and hands the res
 queries stopped in Postgres. The worker here is a real `celery worker -P gevent` process on a queue of its own."""
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -17,7 +16,7 @@ from django.conf import settings
 from config.celery_app import app as celery_app
 from diagnostics.models import ProbeRecord
 from diagnostics.tasks import database_sleep_insert_task
-from tests.worker.conftest import connection_count, wait_until
+from tests.worker.conftest import connection_count, start_gevent_worker, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -31,14 +30,11 @@ def queries_running() -> int:
 
 def start_worker(queue: str, nodename: str) -> subprocess.Popen[str]:
     environment = {
-        **os.environ,
         "REMAP_SIGTERM": "SIGQUIT",
         "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT": str(SOFT_SHUTDOWN_TIMEOUT),
         "DJANGO_DB_APPLICATION_NAME": APPLICATION_NAME,
     }
-    command = ["celery", "-A", "config.celery_app", "worker", "-P", "gevent", "-c", "2", "-Q", queue, "-n", nodename]
-    command += ["--without-mingle", "--without-gossip", "--loglevel", "INFO"]
-    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_gevent_worker(queue, nodename, concurrency=2, environment=environment)
 
 
 def test_a_stopped_worker_finishes_short_tasks_and_requeues_long_ones(worker: dict[str, Any]) -> None:

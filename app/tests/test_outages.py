@@ -93,3 +93,20 @@ def test_every_task_of_the_project_has_the_retrying_base() -> None:
 
     assert isinstance(log_write_task, RetryingTask)
     assert isinstance(add, RetryingTask)
+
+
+@pytest.mark.django_db
+def test_after_a_failed_connect_the_next_ones_fail_fast_for_a_moment() -> None:
+    from django.db import connection
+
+    from config.db.base import FAIL_FAST_SECONDS
+
+    params = connection.get_connection_params()
+    with pytest.raises(psycopg2.OperationalError):
+        connection.get_new_connection({**params, "port": 1})  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(psycopg2.OperationalError, match="not tried again yet"):
+        connection.get_new_connection(params)  # Postgres is up, but not tried within the window
+    assert time.monotonic() - started < 0.1
+    time.sleep(FAIL_FAST_SECONDS)
+    connection.get_new_connection(params).close()  # tried again, and it works

@@ -67,6 +67,8 @@ TEMPLATES = [
 
 # Database: https://docs.djangoproject.com/en/5.2/ref/databases/#postgresql-notes
 DATABASES = {"default": env.db_url("DATABASE_URL")}
+# Django's PostgreSQL backend, failing fast for a second after a failed connect (config/db/base.py).
+DATABASES["default"]["ENGINE"] = "config.db"
 # The web reuses a connection for a minute. The gevent worker must use 0: each task runs in a new greenlet
 # with a connection of its own, which no later task can reuse, so Celery closes it when the task ends.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
@@ -77,7 +79,7 @@ DATABASES["default"]["OPTIONS"] = {
     # A runaway query blocks a gevent worker's hub, where the task time limit cannot fire: the server ends it.
     "options": f"-c statement_timeout={env.int('DJANGO_DB_STATEMENT_TIMEOUT_MS', default=30_000)}",
     # A server that does not answer fails the request within seconds (a 503), instead of holding it.
-    "connect_timeout": 3,
+    "connect_timeout": 2,  # libpq's least
 }
 
 

@@ -39,7 +39,10 @@ def _as_number(value: Any, field: str) -> Number:
     return value
 
 
-def _accepted(result: AsyncResult) -> JsonResponse:
+def _enqueue(task: Any, *args: Any) -> JsonResponse:
+    """Sends the task and answers 202; refused (503) first if Postgres, where its result goes, is away."""
+    require_database()
+    result: AsyncResult = task.delay(*args)
     # PENDING without asking the result backend: the task was just sent, and a failed read here would refuse
     # a task that will run all the same.
     return JsonResponse(
@@ -54,8 +57,7 @@ def _start_binary(request: HttpRequest, task: Any) -> JsonResponse:
         x, y = _number(payload, "x"), _number(payload, "y")
     except BadRequest as exc:
         return bad_request(str(exc))
-    require_database()  # the result is stored there
-    return _accepted(task.delay(x, y))
+    return _enqueue(task, x, y)
 
 
 @csrf_exempt
@@ -85,15 +87,13 @@ def xsum_start(request: HttpRequest) -> JsonResponse:
         values = [_as_number(item, f"numbers[{index}]") for index, item in enumerate(numbers)]
     except BadRequest as exc:
         return bad_request(str(exc))
-    require_database()
-    return _accepted(xsum.delay(values))
+    return _enqueue(xsum, values)
 
 
 @csrf_exempt
 @require_POST
 def debug_start(request: HttpRequest) -> JsonResponse:
-    require_database()
-    return _accepted(debug_task.delay())
+    return _enqueue(debug_task)
 
 
 @require_GET

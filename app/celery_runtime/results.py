@@ -17,7 +17,7 @@ from django.db import connection
 from django_celery_results.backends.database import DatabaseBackend
 
 from celery_runtime.retries import transient_retry_countdown
-from config.outages import is_transient_database_error
+from config.outages import describe, is_transient_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class RetryingDatabaseBackend(DatabaseBackend):
                 logger.warning(
                     "result of %s: the database is unavailable (%s); write %d of %d in %.1fs",
                     task_id,
-                    " ".join(str(exc).split()) or exc.__class__.__name__,
+                    describe(exc),
                     retries + 1,
                     self.transient_max_retries + 1,
                     wait,

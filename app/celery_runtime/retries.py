@@ -18,7 +18,7 @@ from typing import Any
 
 from celery.contrib.django.task import DjangoTask
 
-from config.outages import is_transient_database_error
+from config.outages import describe, is_transient_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class RetryingTask(DjangoTask):
                 "%s[%s]: the database is unavailable (%s); retry %d of %d in %.1fs",
                 self.name,
                 self.request.id,
-                " ".join(str(exc).split()) or exc.__class__.__name__,
+                describe(exc),
                 retries + 1,
                 self.transient_max_retries,
                 countdown,

@@ -40,3 +40,8 @@ def unavailable_dependency(exc: BaseException) -> str | None:
     if isinstance(exc, _BROKER_ERRORS):
         return "broker"
     return None
+
+
+def describe(exc: BaseException) -> str:
+    """The error's message on one line (psycopg2's span several), or its class name when it has none."""
+    return " ".join(str(exc).split()) or exc.__class__.__name__

@@ -164,7 +164,8 @@ $(PROD_ENV):
 	    -e "s|^DJANGO_SECRET_KEY=.*|DJANGO_SECRET_KEY=$$(secret 64)|" \
 	    -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$$(secret 32)|" \
 	    -e "s|^REDIS_PASSWORD=.*|REDIS_PASSWORD=$$(secret 32)|" \
-	    -e "s|^FLOWER_PASSWORD=.*|FLOWER_PASSWORD=$$(secret 24)|" .env.prod.example > $@
+	    -e "s|^FLOWER_PASSWORD=.*|FLOWER_PASSWORD=$$(secret 24)|" \
+	    -e "s|^WORKER_CPUS=.*|WORKER_CPUS=$$(nproc)|" .env.prod.example > $@
 	@if grep -n "placeholder-not-a-secret" $@; then rm -f $@; echo "$@: the lines above kept a placeholder"; exit 1; fi
 	@echo "wrote $@ for https://$(DOMAIN)/ (TLS: $(CADDY_TLS)) with fresh random secrets; keep it out of git, and backed up"
 

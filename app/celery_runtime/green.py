@@ -1,4 +1,4 @@
-"""The Django ORM under gevent: cooperative, one connection per greenlet, and a bounded connection count.
+"""The Django ORM under gevent: cooperative, greenlet-local connections, and a bounded connection count.
 
 Celery's `-P gevent` monkey-patches the standard library before it imports this project. From then on
 `threading.local` is greenlet-local, so Django keeps one DatabaseWrapper per greenlet (per task), which is
@@ -7,8 +7,8 @@ what makes ORM writes from the worker correct. Two things are still needed and a
 * psycopg2 is a C extension that waits on its socket itself, outside gevent: each query would block the
   whole worker. psycogreen's wait callback yields to the gevent hub instead (and, here, cancels the query in
   Postgres when the task is interrupted while it waits).
-* every greenlet that touches the ORM holds a connection, so the worker's concurrency must fit in
-  Postgres's max_connections beside the web's; the worker checks this before it consumes anything.
+* the workers' connections (their pools, celery_runtime.postgres_pool) must fit in Postgres's max_connections
+  beside the web's; the worker checks this before it consumes anything.
 """
 
 from __future__ import annotations
@@ -90,8 +90,28 @@ def connections_are_greenlet_local() -> bool:
     return isinstance(connections._connections._storage, gevent.local.local)  # type: ignore[attr-defined]
 
 
-def connection_budget_problem(*, worker_concurrency: int, web_connections: int) -> str | None:
-    """Why the worker's and the web's connections cannot fit in Postgres, or None when they can."""
+def worker_connections(*, concurrency: int) -> tuple[int, str]:
+    """The most Postgres connections the workers can hold at once, and how that figure is made up.
+
+    Each worker process holds at most its pool's size (or, with no pool, one connection per greenlet), times
+    the processes in its container (start-worker sets WORKER_PROCESSES) and the containers (WORKER_REPLICAS,
+    where the deployment says how many there are)."""
+    from django.conf import settings
+
+    per_process = settings.DATABASE_POOL_SIZE or concurrency
+    source = (
+        f"DJANGO_DB_POOL_SIZE={settings.DATABASE_POOL_SIZE}"
+        if settings.DATABASE_POOL_SIZE
+        else f"CELERY_WORKER_CONCURRENCY={per_process} (no pool: DJANGO_DB_POOL_SIZE=0)"
+    )
+    total = per_process * settings.WORKER_PROCESSES * settings.WORKER_REPLICAS
+    return total, (
+        f"{source} x WORKER_PROCESSES={settings.WORKER_PROCESSES} x WORKER_REPLICAS={settings.WORKER_REPLICAS}"
+    )
+
+
+def connection_budget_problem(*, worker_connections: int, worker_source: str, web_connections: int) -> str | None:
+    """Why the workers' and the web's connections cannot fit in Postgres, or None when they can."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -103,14 +123,14 @@ def connection_budget_problem(*, worker_concurrency: int, web_connections: int) 
         rows = [row[0] for row in cursor.fetchall()]
     max_connections, reserved = rows[0], sum(rows[1:])
     usable = max_connections - reserved
-    needed = worker_concurrency + web_connections
+    needed = worker_connections + web_connections
     if needed <= usable:
         return None
     return (
-        f"this worker's concurrency ({worker_concurrency}) plus the web's connections ({web_connections}, "
-        f"WEB_CONCURRENCY x GUNICORN_THREADS) is {needed}, but Postgres allows {usable} "
-        f"(max_connections {max_connections} less {reserved} reserved). Lower CELERY_WORKER_CONCURRENCY "
-        "or raise Postgres's max_connections."
+        f"the workers' connections ({worker_connections}: {worker_source}) plus the web's ({web_connections}, "
+        f"WEB_CONCURRENCY x GUNICORN_THREADS) are {needed}, but Postgres allows {usable} "
+        f"(max_connections {max_connections} less {reserved} reserved). Lower DJANGO_DB_POOL_SIZE or "
+        "WORKER_PROCESSES, or raise Postgres's max_connections."
     )
 
 
@@ -137,9 +157,11 @@ def check_worker_database_setup(worker: Any) -> None:
             logger.info("gevent pool: psycopg2 waits yield to the gevent hub (psycogreen)")
         else:
             logger.warning("gevent pool: psycopg2 is NOT cooperative; every query blocks the whole worker")
+    worker_total, worker_source = worker_connections(concurrency=int(worker.concurrency))
     try:
         budget_problem = connection_budget_problem(
-            worker_concurrency=int(worker.concurrency),
+            worker_connections=worker_total,
+            worker_source=worker_source,
             web_connections=settings.WEB_CONCURRENCY * settings.GUNICORN_THREADS,
         )
     finally:
@@ -151,10 +173,11 @@ def check_worker_database_setup(worker: Any) -> None:
             logger.critical("worker refuses to start: %s", problem)
         raise SystemExit("worker refuses to start: " + " | ".join(problems))
     logger.info(
-        "database setup checked: pool %s, concurrency %s, CONN_MAX_AGE %s",
+        "database setup checked: pool %s, concurrency %s, database connections at most %s (%s)",
         pool,
         worker.concurrency,
-        settings.DATABASES["default"]["CONN_MAX_AGE"],
+        worker_total,
+        worker_source,
     )
 
 

@@ -7,15 +7,23 @@ healthcheck only compares the file's age with the clock.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from celery import bootsteps
+from django.conf import settings
 
-# The compose healthchecks read these paths.
-WORKER_LIVENESS_FILE = Path("/tmp/celery-worker-alive")
+# The compose healthchecks read these paths (the worker's: each of its processes has one, see start-worker).
 BEAT_LIVENESS_FILE = Path("/tmp/celery-beat-alive")
 TOUCH_EVERY_SECONDS = 5.0
+
+
+def mark_stale(path: Path) -> None:
+    """The file exists but says "not alive": a healthcheck that wants every worker process's file fresh then
+    waits for this one, where a missing file would go unnoticed."""
+    path.touch()
+    os.utime(path, (0, 0))
 
 
 class ConsumerLiveness(bootsteps.StartStopStep):
@@ -26,16 +34,17 @@ class ConsumerLiveness(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self._timer_entry: Any = None
-        WORKER_LIVENESS_FILE.unlink(missing_ok=True)  # a file left by a previous run proves nothing
+        self.path = Path(settings.WORKER_LIVENESS_FILE)
+        mark_stale(self.path)  # a file left by a previous run proves nothing
 
     def start(self, parent: Any) -> None:
-        WORKER_LIVENESS_FILE.touch()
-        self._timer_entry = parent.timer.call_repeatedly(TOUCH_EVERY_SECONDS, WORKER_LIVENESS_FILE.touch)
+        self.path.touch()
+        self._timer_entry = parent.timer.call_repeatedly(TOUCH_EVERY_SECONDS, self.path.touch)
 
     def stop(self, parent: Any) -> None:
         if self._timer_entry is not None:
             self._timer_entry.cancel()
             self._timer_entry = None
-        WORKER_LIVENESS_FILE.unlink(missing_ok=True)
+        mark_stale(self.path)
 
     shutdown = stop

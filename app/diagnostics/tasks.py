@@ -51,6 +51,8 @@ def runtime_report_task() -> dict[str, object]:
         "psycopg2_wait_callback": green.psycopg2_wait_callback_name(),
         "connections_greenlet_local": green.connections_are_greenlet_local() if patched else False,
         "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
+        "database_engine": settings.DATABASES["default"]["ENGINE"],
+        "database_pool_size": settings.DATABASE_POOL_SIZE,
     }
 
 

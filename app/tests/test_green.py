@@ -7,6 +7,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from django.test import override_settings
 
 from celery_runtime import green
 
@@ -76,19 +77,46 @@ def test_a_gevent_worker_with_persistent_connections_refuses_to_start() -> None:
 
 @pytest.mark.django_db
 def test_the_connection_budget_is_read_from_postgres() -> None:
-    assert green.connection_budget_problem(worker_concurrency=10, web_connections=8) is None
-    problem = green.connection_budget_problem(worker_concurrency=5000, web_connections=8)
+    assert green.connection_budget_problem(worker_connections=10, worker_source="", web_connections=8) is None
+    problem = green.connection_budget_problem(worker_connections=5000, worker_source="a pool", web_connections=8)
     assert problem is not None
-    assert "this worker's concurrency (5000) plus the web's connections (8, " in problem
-    assert "is 5008, but Postgres allows 197 (max_connections 200 less 3 reserved)" in problem
+    assert "the workers' connections (5000: a pool) plus the web's (8, " in problem
+    assert "are 5008, but Postgres allows 197 (max_connections 200 less 3 reserved)" in problem
+
+
+def oversized_worker(concurrency: int) -> SimpleNamespace:
+    pool_cls = type("TaskPool", (), {"__module__": "celery.concurrency.prefork"})
+    return SimpleNamespace(pool_cls=pool_cls, concurrency=concurrency)
 
 
 @pytest.mark.django_db(transaction=True)  # the check closes its connection, as the worker must
-def test_an_oversized_worker_refuses_to_start() -> None:
-    pool_cls = type("TaskPool", (), {"__module__": "celery.concurrency.prefork"})
-    worker = SimpleNamespace(pool_cls=pool_cls, concurrency=5000)
-    with pytest.raises(SystemExit, match="worker refuses to start: this worker's concurrency \\(5000\\)"):
-        green.check_worker_database_setup(worker)
+def test_without_a_pool_a_worker_counts_its_concurrency_and_refuses_to_start_when_it_does_not_fit() -> None:
+    expected = (
+        r"worker refuses to start: the workers' connections \(5000: CELERY_WORKER_CONCURRENCY=5000 \(no pool: "
+        r"DJANGO_DB_POOL_SIZE=0\) x WORKER_PROCESSES=1 x WORKER_REPLICAS=1\)"
+    )
+    with pytest.raises(SystemExit, match=expected):
+        green.check_worker_database_setup(oversized_worker(5000))
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(DATABASE_POOL_SIZE=10, WORKER_PROCESSES=4, WORKER_REPLICAS=2)
+def test_with_a_pool_the_budget_counts_pools_times_processes_and_replicas_not_concurrency() -> None:
+    assert green.worker_connections(concurrency=5000) == (
+        80,
+        "DJANGO_DB_POOL_SIZE=10 x WORKER_PROCESSES=4 x WORKER_REPLICAS=2",
+    )
+    green.check_worker_database_setup(oversized_worker(5000))  # 80 + the web's 8 fit in 197
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(DATABASE_POOL_SIZE=25, WORKER_PROCESSES=4, WORKER_REPLICAS=2)
+def test_pools_that_do_not_fit_stop_the_worker_with_the_fix_named() -> None:
+    with pytest.raises(SystemExit) as refused:
+        green.check_worker_database_setup(oversized_worker(20))
+    message = str(refused.value)
+    assert "the workers' connections (200: DJANGO_DB_POOL_SIZE=25 x WORKER_PROCESSES=4 x WORKER_REPLICAS=2)" in message
+    assert "Lower DJANGO_DB_POOL_SIZE or WORKER_PROCESSES, or raise Postgres's max_connections" in message
 
 
 def test_psycopg2_stays_blocking_outside_gevent() -> None:

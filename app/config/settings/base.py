@@ -3,6 +3,8 @@
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import celery_settings_from_env, env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -69,8 +71,8 @@ TEMPLATES = [
 DATABASES = {"default": env.db_url("DATABASE_URL")}
 # Django's PostgreSQL backend, failing fast for a second after a failed connect (config/db/base.py).
 DATABASES["default"]["ENGINE"] = "config.db"
-# The web reuses a connection for a minute. The gevent worker must use 0: each task runs in a new greenlet
-# with a connection of its own, which no later task can reuse, so Celery closes it when the task ends.
+# The web reuses a connection for a minute. The gevent worker must use 0: each task runs in a new greenlet, and
+# Celery closes the task's connection when it ends (with the pool below, that gives it back to the pool).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["OPTIONS"] = {
@@ -81,6 +83,18 @@ DATABASES["default"]["OPTIONS"] = {
     # A server that does not answer fails the request within seconds (a 503), instead of holding it.
     "connect_timeout": 2,  # libpq's least
 }
+# The gevent worker's tasks share a pool of at most this many open connections per worker process, whatever its
+# concurrency (celery_runtime.postgres_pool). 0, for the web, beat and manage.py: Django's connection per thread.
+DATABASE_POOL_SIZE = env.int("DJANGO_DB_POOL_SIZE", default=0)
+if DATABASE_POOL_SIZE < 0:
+    raise ImproperlyConfigured(f"DJANGO_DB_POOL_SIZE={DATABASE_POOL_SIZE} must be 0 (no pool) or more")
+if DATABASE_POOL_SIZE:
+    DATABASES["default"]["ENGINE"] = "celery_runtime.postgres_pool"
+    DATABASES["default"]["OPTIONS"] |= {
+        "MAX_CONNS": DATABASE_POOL_SIZE,
+        # A task that waits longer for a free connection is retried later, with a warning naming the pool size.
+        "POOL_TIMEOUT": env.float("DJANGO_DB_POOL_TIMEOUT", default=30.0),
+    }
 
 
 # Passwords: https://docs.djangoproject.com/en/5.2/topics/auth/passwords/
@@ -186,6 +200,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {**_transport_option_defaults, **CELERY_BROKER
 # a pool smaller than the concurrency fails acks with "Too many connections". Sized here unless set above.
 CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("max_connections", int(CELERY_WORKER_CONCURRENCY) + 10)
 
+# How many worker processes share Postgres, so each can check at start-up that all their pools fit beside the
+# web's connections (celery_runtime.green): start-worker sets WORKER_PROCESSES to the processes it starts in its
+# container; WORKER_REPLICAS is the number of worker containers, where the deployment fixes it.
+WORKER_PROCESSES = env.int("WORKER_PROCESSES", default=1)
+WORKER_REPLICAS = env.int("WORKER_REPLICAS", default=1)
+# Touched by each worker process while it consumes, for the container healthcheck (celery_runtime.probes).
+WORKER_LIVENESS_FILE = env.str("WORKER_LIVENESS_FILE", default="/tmp/celery-worker-alive")
 # gunicorn's size, read here as well so the worker can count the web's Postgres connections.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)

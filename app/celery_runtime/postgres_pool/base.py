@@ -1,0 +1,133 @@
+"""django-db-geventpool's backend and pool, with what a gevent worker under load needs mended.
+
+Every change is tested against real Postgres in tests/worker/test_postgres_pool.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+import psycopg2
+from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django_db_geventpool.backends.postgresql_psycopg2 import base as geventpool
+from gevent import lock, queue
+from psycopg2 import extensions
+
+from celery_runtime import green
+
+logger = logging.getLogger(__name__)
+
+
+class PoolExhausted(psycopg2.OperationalError):
+    """Every connection of the pool stayed in use for the whole wait. An OperationalError, so the task that
+    waited is retried later (celery_runtime.retries) as it would be in a database outage, never dropped."""
+
+
+class BoundedConnectionPool(geventpool.PostgresConnectionPool):
+    """django-db-geventpool's pool, changed in three ways.
+
+    * It counted a connection only once connected, and connecting yields to other greenlets: a burst of tasks
+      all found the pool below its size and each opened one (100 connections for a pool of 10). Here a
+      greenlet first takes one of `maxsize` slots, then an idle connection or a new one.
+    * A greenlet that found the pool full waited for a connection without a limit. Here it waits `timeout`
+      seconds at most, then raises PoolExhausted, naming the pool's size.
+    * A connection given back inside a transaction was rolled back only when the transaction had not failed;
+      one inside a failed transaction went back to the pool as it was. Now either is rolled back, or dropped.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.timeout = float(kwargs.pop("POOL_TIMEOUT"))
+        super().__init__(*args, **kwargs)
+        if not green.gevent_is_patched() and threading.current_thread() is not threading.main_thread():
+            # gevent's queue and lock cannot make one thread wait for another (gunicorn's threads, say).
+            raise ImproperlyConfigured(
+                "DJANGO_DB_POOL_SIZE is for the gevent worker: set it to 0 (or leave it unset) for this process"
+            )
+        self._slots = lock.BoundedSemaphore(self.maxsize)
+
+    def get(self) -> Any:
+        if not self._slots.acquire(timeout=self.timeout):
+            message = (
+                f"all {self.maxsize} connections of this worker's pool (DJANGO_DB_POOL_SIZE) stayed in use for "
+                f"{self.timeout:g}s (DJANGO_DB_POOL_TIMEOUT); tasks hold them for too long, or the pool is too small"
+            )
+            logger.warning("database pool exhausted: %s", message)
+            raise PoolExhausted(message)
+        try:
+            return self._take_idle_or_connect()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _take_idle_or_connect(self) -> Any:
+        while True:
+            try:
+                connection = self.pool.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                self.check_usable(connection)
+            except self.DBERROR:
+                # Broken while it sat idle: Postgres restarted, or the connection was terminated.
+                logger.info("dropped a pooled database connection that no longer works; opening another")
+                self._drop(connection)
+            else:
+                return connection
+        connection = self.create_connection()
+        self._conns.add(connection)
+        return connection
+
+    def put(self, connection: Any) -> None:
+        """Back from the greenlet that had it: idle, to the pool; in a transaction, rolled back first."""
+        try:
+            if not connection.closed and connection.info.transaction_status != extensions.TRANSACTION_STATUS_IDLE:
+                with contextlib.suppress(psycopg2.Error):
+                    connection.rollback()
+            usable = not connection.closed and connection.info.transaction_status == extensions.TRANSACTION_STATUS_IDLE
+            if usable:
+                self.pool.put_nowait(connection)
+            else:
+                self._drop(connection)
+        finally:
+            self._slots.release()
+
+    def _drop(self, connection: Any) -> None:
+        with contextlib.suppress(psycopg2.Error):
+            connection.close()
+        self._conns.discard(connection)
+
+    @property
+    def in_use(self) -> int:
+        return self.maxsize - self._slots.counter
+
+
+class DatabaseWrapper(geventpool.DatabaseWrapper):
+    """django-db-geventpool's backend, on the bounded pool above.
+
+    Celery's Django fix-up closes every connection of a task when the task ends, which gives it back here. It
+    does so in a `finally` (celery/app/trace.py), so a task that failed, hit its hard time limit (a
+    gevent.Timeout) or was revoked gives its connection back too (tests/worker/test_postgres_pool.py).
+
+    One change besides the pool: each connection gets Django's per-connection set-up (the time zone), which
+    Django skips for a connection that comes from a pool of its own kind.
+    """
+
+    pool_class = BoundedConnectionPool
+    connection: Any  # psycopg2's connection, or None
+
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        if self._configure_connection(self.connection) and not self.get_autocommit():
+            self.connection.commit()
+
+    def close(self) -> None:
+        # Django's own close (the library's skips clearing on-commit callbacks), with _close below.
+        BaseDatabaseWrapper.close(self)
+
+    def _close(self) -> None:
+        connection, self.connection = self.connection, None
+        self.pool.put(connection)

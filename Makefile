@@ -125,8 +125,8 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 	  ruff check . && ruff format --check . && mypy && \
 	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
 	  shellcheck compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
-	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos .ci/run && \
-	  hadolint compose/Dockerfile compose/caddy/Dockerfile && echo "lint: all clean"'
+	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer .ci/run && \
+	  hadolint compose/Dockerfile compose/caddy/Dockerfile compose/pgbouncer/Dockerfile && echo "lint: all clean"'
 
 .PHONY: fmt
 fmt: .env ## format and autofix with ruff

@@ -3,15 +3,15 @@ from functools import cache
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from diagnostics.models import ProbeRecord
 
 
 def probe_record_create(*, key: str) -> ProbeRecord:
-    """Inserts one row; a duplicate key raises IntegrityError, rolled back with its own atomic block."""
-    with transaction.atomic():
-        return ProbeRecord.objects.create(key=key)
+    """Inserts one row, in one statement (autocommit): a duplicate key raises IntegrityError and leaves the
+    connection clean for the next task."""
+    return ProbeRecord.objects.create(key=key)
 
 
 def probe_database_sleep(*, seconds: float) -> None:

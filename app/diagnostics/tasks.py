@@ -5,6 +5,7 @@ import time
 
 from celery import shared_task
 
+from diagnostics.selectors import probe_record_get
 from diagnostics.services import probe_database_sleep, probe_record_create, probe_report
 
 
@@ -30,6 +31,13 @@ def database_sleep_insert_task(
 ) -> None:
     probe_database_sleep(seconds=seconds)
     probe_record_create(key=key)
+    _report(report_to, sent_at)
+
+
+@shared_task
+def database_insert_select_task(key: str, report_to: str | None = None, sent_at: float | None = None) -> None:
+    """A short-query task: one insert and one select, where opening a connection would cost more than both."""
+    probe_record_get(pk=probe_record_create(key=key).pk)
     _report(report_to, sent_at)
 
 

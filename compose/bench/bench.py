@@ -8,6 +8,7 @@ measured minutes apart on the same machine. This is a benchmark, not a test: it 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -29,6 +30,7 @@ import tempfile  # noqa: E402
 
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.db import connections  # noqa: E402
 
 from config.celery_app import app  # noqa: E402
 from diagnostics.models import ProbeRecord  # noqa: E402
@@ -36,8 +38,13 @@ from diagnostics.models import ProbeRecord  # noqa: E402
 BROKER_URL = settings.CELERY_BROKER_URL  # Redis database 2 (the bench service), not the dev worker's
 CORES = os.cpu_count() or 1
 GEVENT_CONCURRENCY = int(os.environ.get("BENCH_GEVENT_CONCURRENCY", "100"))
+POOL_SIZE = int(os.environ.get("BENCH_DB_POOL_SIZE", "20"))  # the worker's default (DJANGO_DB_POOL_SIZE)
+PGBOUNCER_URL = os.environ["BENCH_PGBOUNCER_URL"]
 IO_SECONDS = 0.1
 DB_SECONDS = 0.1
+LONG_QUERY = "db pg_sleep+insert"
+SHORT_QUERIES = "db insert+select"
+TASK_QUEUE = "celery"
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))  # 0.2 for a quick look
 RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR", "/bench-results"))
 WEB = os.environ.get("BENCH_WEB_HOST", "web"), int(os.environ.get("BENCH_WEB_PORT", "8000"))
@@ -52,6 +59,15 @@ class WorkerSpec:
     concurrency: int
     env: dict[str, str] = field(default_factory=dict)
     app: str = "config.celery_app"
+    processes: int = 1  # more than one: start-worker, the container's own supervisor, starts them
+    # Its Postgres connections' name, which they are counted by. PgBouncer's connections take the name of the
+    # client that last used them, and stay open after: its worker has a name of its own.
+    application_name: str = "bench-worker"
+
+
+# What the template's gevent worker runs with: tasks share a pool of POOL_SIZE connections per process.
+POOLED = {"DJANGO_DB_POOL_SIZE": str(POOL_SIZE)}
+PER_TASK_CONNECTIONS = {"DJANGO_DB_POOL_SIZE": "0"}
 
 
 @dataclass
@@ -64,6 +80,7 @@ class Cell:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    peak_connections: int | None = None  # the worker's Postgres connections at most, for database workloads
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -72,34 +89,52 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 class Worker:
-    """A real `celery worker` process, started and stopped around a set of workloads."""
+    """Real `celery worker` processes, started and stopped around a set of workloads."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self.hostname = f"bench-{spec.label}-{uuid.uuid4().hex[:6]}@%h"
         env = {
             **os.environ,
             "DJANGO_CONN_MAX_AGE": "0",
-            "DJANGO_DB_APPLICATION_NAME": "bench-worker",
+            "DJANGO_DB_APPLICATION_NAME": spec.application_name,
             "GEVENT_MONITOR_THREAD_ENABLE": "false",  # its reports would be noise for the unpatched run
+            "WORKER_AUTORELOAD": "false",
+            "WORKER_PROCESSES": str(spec.processes),
             **spec.env,
         }
-        command = ["celery", "-A", spec.app, "worker", "-P", spec.pool, "-c", str(spec.concurrency)]
-        command += ["--loglevel", "WARNING", "--hostname", self.hostname, "--without-mingle", "--without-gossip"]
+        options = ["-c", str(spec.concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]
+        host = os.uname().nodename
+        if spec.processes > 1:
+            command = ["start-worker", *options]
+            self.nodenames = [f"worker{index}@{host}" for index in range(1, spec.processes + 1)]
+        else:
+            hostname = f"bench-{spec.label}-{uuid.uuid4().hex[:6]}@{host}"
+            command = ["celery", "-A", spec.app, "worker", "-P", spec.pool, *options, "--hostname", hostname]
+            self.nodenames = [hostname]
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - open while the worker runs; stop() closes it
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         self._wait_ready()
+        self.consume(False)
 
     def _wait_ready(self) -> None:
-        name = self.hostname.replace("%h", os.uname().nodename)
         deadline = time.monotonic() + 60
+        waiting = set(self.nodenames)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.log.seek(0)
                 raise SystemExit(f"worker {self.spec.label} exited at start:\n{self.log.read()}")
-            if app.control.ping(destination=[name], timeout=0.5):
+            for reply in app.control.ping(destination=list(waiting), timeout=0.5) or []:
+                waiting -= set(reply)
+            if not waiting:
                 return
-        raise SystemExit(f"worker {self.spec.label} did not answer a ping within 60 s")
+        raise SystemExit(f"worker {self.spec.label}: {sorted(waiting)} did not answer a ping within 60 s")
+
+    def consume(self, on: bool) -> None:
+        """Starts or stops consuming the task queue (stopped while a workload's tasks are queued)."""
+        control = app.control.add_consumer if on else app.control.cancel_consumer
+        replies = control(TASK_QUEUE, destination=self.nodenames, reply=True, timeout=5) or []
+        if len(replies) != len(self.nodenames):
+            raise SystemExit(f"worker {self.spec.label}: {len(replies)} of {len(self.nodenames)} processes answered")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -111,30 +146,66 @@ class Worker:
         self.log.close()
 
 
-def run_workload(worker: str, workload: str, tasks: int) -> Cell:
+class ConnectionPeak:
+    """The most Postgres connections the bench's workers held at once, sampled every 10 ms in a thread."""
+
+    def __init__(self, application_name: str) -> None:
+        self.application_name = application_name
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with connections.create_connection("default").cursor() as cursor:
+            while not self._stop.is_set():
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [self.application_name]
+                )
+                self.peak = max(self.peak, cursor.fetchone()[0])
+                time.sleep(0.01)
+
+    def __enter__(self) -> ConnectionPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_workload(worker: Worker, workload: str, tasks: int) -> Cell:
+    """Sends `tasks` tasks as fast as one process can (about 1,000/s) while the worker consumes them; the rate
+    runs from the first send to the last task done."""
     report_to = f"bench:{uuid.uuid4().hex}"
     reports.delete(report_to)
-    started = time.time()
-    for index in range(tasks):
-        kwargs = {"report_to": report_to, "sent_at": time.time()}
-        if workload == "no-op":
-            app.send_task("diagnostics.tasks.noop_task", kwargs=kwargs)
-        elif workload == "io 100 ms":
-            app.send_task("diagnostics.tasks.sleep_task", args=[IO_SECONDS], kwargs=kwargs)
-        else:
-            args = [DB_SECONDS, f"bench-{report_to}-{index}"]
-            app.send_task("diagnostics.tasks.database_sleep_insert_task", args=args, kwargs=kwargs)
-    deadline = time.monotonic() + 120
-    while reports.llen(report_to) < tasks:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{worker} / {workload}: {reports.llen(report_to)} of {tasks} finished in 120 s")
-        time.sleep(0.02)
+    peak = ConnectionPeak(worker.spec.application_name) if workload.startswith("db ") else contextlib.nullcontext()
+    worker.consume(True)
+    with peak:
+        started = time.time()
+        for index in range(tasks):
+            kwargs = {"report_to": report_to, "sent_at": time.time()}
+            if workload == "no-op":
+                app.send_task("diagnostics.tasks.noop_task", kwargs=kwargs)
+            elif workload == "io 100 ms":
+                app.send_task("diagnostics.tasks.sleep_task", args=[IO_SECONDS], kwargs=kwargs)
+            elif workload == SHORT_QUERIES:
+                key = f"bench-{report_to}-{index}"
+                app.send_task("diagnostics.tasks.database_insert_select_task", args=[key], kwargs=kwargs)
+            else:
+                key = f"bench-{report_to}-{index}"
+                app.send_task("diagnostics.tasks.database_sleep_insert_task", args=[DB_SECONDS, key], kwargs=kwargs)
+        deadline = time.monotonic() + 120
+        while reports.llen(report_to) < tasks:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{worker.spec.label} / {workload}: {reports.llen(report_to)} of {tasks} in 120 s")
+            time.sleep(0.02)
+    worker.consume(False)
     pairs = [tuple(map(float, raw.split())) for raw in reports.lrange(report_to, 0, -1)]
     reports.delete(report_to)
     latencies = sorted((done - sent) * 1000 for sent, done in pairs)
     seconds = max(done for _, done in pairs) - started
     return Cell(
-        worker=worker,
+        worker=worker.spec.label,
         workload=workload,
         tasks=tasks,
         seconds=round(seconds, 2),
@@ -142,7 +213,60 @@ def run_workload(worker: str, workload: str, tasks: int) -> Cell:
         p50_ms=round(percentile(latencies, 0.50), 1),
         p95_ms=round(percentile(latencies, 0.95), 1),
         p99_ms=round(percentile(latencies, 0.99), 1),
+        peak_connections=peak.peak if isinstance(peak, ConnectionPeak) else None,
     )
+
+
+def compare_processes(workloads: dict[str, int], rounds: int = 3) -> tuple[list[Cell], dict[str, float]]:
+    """One gevent process against CORES of them, taking turns on each workload `rounds` times (the machine's
+    speed drifts over minutes), the median round of each kept. Returns those cells, and N / 1 per workload."""
+    single = Worker(WorkerSpec("gevent x1 process", "gevent", GEVENT_CONCURRENCY, POOLED))
+    several = Worker(WorkerSpec(f"gevent x{CORES} processes", "gevent", GEVENT_CONCURRENCY, POOLED, processes=CORES))
+    cells: list[Cell] = []
+    ratios: dict[str, float] = {}
+    try:
+        for workload, tasks in workloads.items():
+            one, many = [], []
+            for _ in range(rounds):
+                one.append(run_workload(single, workload, scaled(tasks)))
+                many.append(run_workload(several, workload, scaled(tasks * CORES)))
+            one_median, many_median = (
+                sorted(runs, key=lambda c: c.tasks_per_second)[rounds // 2] for runs in (one, many)
+            )
+            for cell in (one_median, many_median):
+                cells.append(cell)
+                print_cell(cell)
+            ratios[workload] = many_median.tasks_per_second / one_median.tasks_per_second
+    finally:
+        single.stop()
+        several.stop()
+    return cells, ratios
+
+
+def bench_results(*, round_trips: int = 100, burst: int = 200) -> dict[str, float]:
+    """What a caller of `add.delay(x, y).get()` waits, against the template's worker: one at a time, then many."""
+    from calc.tasks import add
+
+    for index in range(5):  # warm: the worker's pool, this process's connections
+        add.delay(index, index).get(interval=0.002, timeout=30)
+    waits = []
+    for index in range(round_trips):
+        sent = time.perf_counter()
+        assert add.delay(index, index).get(interval=0.002, timeout=30) == 2 * index
+        waits.append((time.perf_counter() - sent) * 1000)
+    started = time.perf_counter()
+    results = [add.delay(index, 1) for index in range(burst)]
+    values = [result.get(interval=0.002, timeout=60) for result in results]
+    seconds = time.perf_counter() - started
+    assert values == [index + 1 for index in range(burst)]
+    return {
+        "round_trips": round_trips,
+        "round_trip_median_ms": round(percentile(sorted(waits), 0.5), 1),
+        "round_trip_p95_ms": round(percentile(sorted(waits), 0.95), 1),
+        "burst": burst,
+        "burst_seconds": round(seconds, 2),
+        "burst_tasks_per_second": round(burst / seconds, 1),
+    }
 
 
 def bench_web(*, clients: int = 16, requests_per_client: int = 150) -> dict[str, Any]:
@@ -193,81 +317,129 @@ def scaled(count: int) -> int:
 def main() -> None:
     ProbeRecord.objects.filter(key__startswith="bench-").delete()
     app.control.purge()
-    per_pool = {  # tasks per workload, sized so that each cell takes a few seconds
-        "gevent": {"no-op": 3000, "io 100 ms": 3000, "db pg_sleep+insert": 1500},
-        "gevent-unpatched": {"no-op": 3000, "io 100 ms": 3000, "db pg_sleep+insert": 60},
-        "prefork": {"no-op": 3000, "io 100 ms": 100, "db pg_sleep+insert": 100},
-        "solo": {"no-op": 2000, "io 100 ms": 50, "db pg_sleep+insert": 50},
-    }
-    specs = [
-        WorkerSpec("gevent", "gevent", GEVENT_CONCURRENCY),
-        WorkerSpec("gevent-unpatched", "gevent", GEVENT_CONCURRENCY, {"PSYCOPG2_COOPERATIVE": "false"}),
-        WorkerSpec("prefork", "prefork", CORES),
-        WorkerSpec("solo", "solo", 1),
+    through_pgbouncer = {**PER_TASK_CONNECTIONS, "DATABASE_URL": PGBOUNCER_URL}
+    runs: list[tuple[WorkerSpec, dict[str, int]]] = [  # tasks per workload, so that each cell takes a few seconds
+        (
+            WorkerSpec("gevent", "gevent", GEVENT_CONCURRENCY, POOLED),
+            {"no-op": 3000, "io 100 ms": 3000, LONG_QUERY: 2000, SHORT_QUERIES: 3000},
+        ),
+        (
+            WorkerSpec("gevent-per-task-conn", "gevent", GEVENT_CONCURRENCY, PER_TASK_CONNECTIONS),
+            {LONG_QUERY: 1500, SHORT_QUERIES: 1500},
+        ),
+        (
+            WorkerSpec(
+                "gevent-pgbouncer", "gevent", GEVENT_CONCURRENCY, through_pgbouncer, application_name="bench-pgb"
+            ),
+            {LONG_QUERY: 1500, SHORT_QUERIES: 1500},
+        ),
+        (
+            WorkerSpec("gevent-unpatched", "gevent", GEVENT_CONCURRENCY, {**POOLED, "PSYCOPG2_COOPERATIVE": "false"}),
+            {"no-op": 3000, "io 100 ms": 3000, LONG_QUERY: 60},
+        ),
+        (WorkerSpec("prefork", "prefork", CORES), {"no-op": 3000, "io 100 ms": 100, LONG_QUERY: 100}),
+        (WorkerSpec("solo", "solo", 1), {"no-op": 2000, "io 100 ms": 50, LONG_QUERY: 50}),
+    ]
+    prefetch_one = {**POOLED, "CELERY_WORKER_PREFETCH_MULTIPLIER": "1"}
+    task_events = {**POOLED, "CELERY_WORKER_SEND_TASK_EVENTS": "true"}
+    runs += [
+        (WorkerSpec("gevent-prefetch-1", "gevent", GEVENT_CONCURRENCY, prefetch_one), {"io 100 ms": 400}),
+        (WorkerSpec("gevent-task-events", "gevent", GEVENT_CONCURRENCY, task_events), {"no-op": 3000}),
+        (WorkerSpec("bare-celery-gevent", "gevent", GEVENT_CONCURRENCY, app="bare_celery_app"), {"no-op": 3000}),
     ]
     cells: list[Cell] = []
-    for spec in specs:
+    for spec, workloads in runs:
         worker = Worker(spec)
         try:
-            for workload, tasks in per_pool[spec.label].items():
-                cells.append(run_workload(spec.label, workload, scaled(tasks)))
+            for workload, tasks in workloads.items():
+                cells.append(run_workload(worker, workload, scaled(tasks)))
                 print_cell(cells[-1])
         finally:
             worker.stop()
-
-    prefetch_one = {"CELERY_WORKER_PREFETCH_MULTIPLIER": "1"}
-    task_events = {"CELERY_WORKER_SEND_TASK_EVENTS": "true"}
-    extra = [
-        (WorkerSpec("gevent-prefetch-1", "gevent", GEVENT_CONCURRENCY, prefetch_one), "io 100 ms", 400),
-        (WorkerSpec("gevent-task-events", "gevent", GEVENT_CONCURRENCY, task_events), "no-op", 3000),
-        (WorkerSpec("bare-celery-gevent", "gevent", GEVENT_CONCURRENCY, app="bare_celery_app"), "no-op", 3000),
-    ]
-    for spec, workload, tasks in extra:
-        worker = Worker(spec)
-        try:
-            cells.append(run_workload(spec.label, workload, scaled(tasks)))
-            print_cell(cells[-1])
-        finally:
-            worker.stop()
     ProbeRecord.objects.filter(key__startswith="bench-").delete()
+    process_cells, process_ratios = compare_processes({"no-op": 3000, "io 100 ms": 3000})
+    cells += process_cells
 
+    # The template's worker as `make up` runs it (one process, its default concurrency and pool), for results.
+    worker = Worker(WorkerSpec("gevent", "gevent", int(settings.CELERY_WORKER_CONCURRENCY), POOLED))
+    try:
+        worker.consume(True)
+        results = bench_results()
+    finally:
+        worker.stop()
     web = bench_web()
-    report(cells, web)
+    report(cells, process_ratios, results, web)
 
 
 def print_cell(cell: Cell) -> None:
-    print(
-        f"  measured {cell.worker:<20} {cell.workload:<20} {cell.tasks:>5} tasks  {cell.tasks_per_second:>7.1f}/s",
-        flush=True,
-    )
+    peak = f"  peak {cell.peak_connections} connections" if cell.peak_connections is not None else ""
+    rate = f"{cell.tasks_per_second:>7.1f}/s"
+    print(f"  measured {cell.worker:<22} {cell.workload:<20} {cell.tasks:>5} tasks  {rate}{peak}", flush=True)
 
 
-def report(cells: list[Cell], web: dict[str, Any]) -> None:
+def report(cells: list[Cell], process_ratios: dict[str, float], results: dict[str, float], web: dict[str, Any]) -> None:
     rate = {(cell.worker, cell.workload): cell.tasks_per_second for cell in cells}
+    by_key = {(cell.worker, cell.workload): cell for cell in cells}
     ratios = {
         "io: gevent / prefork (target >= 20)": rate["gevent", "io 100 ms"] / rate["prefork", "io 100 ms"],
-        "db: gevent patched / unpatched (target >= 10)": rate["gevent", "db pg_sleep+insert"]
-        / rate["gevent-unpatched", "db pg_sleep+insert"],
+        "db: gevent patched / unpatched (target >= 10)": rate["gevent", LONG_QUERY]
+        / rate["gevent-unpatched", LONG_QUERY],
+        "db: pooled / per-task connections (target >= 3)": rate["gevent", SHORT_QUERIES]
+        / rate["gevent-per-task-conn", SHORT_QUERIES],
+        "db: pooled / PgBouncer, short queries": rate["gevent", SHORT_QUERIES]
+        / rate["gevent-pgbouncer", SHORT_QUERIES],
+        "db: pooled / PgBouncer, long query": rate["gevent", LONG_QUERY] / rate["gevent-pgbouncer", LONG_QUERY],
+        f"no-op: {CORES} processes / 1 process (target >= 1.6)": process_ratios["no-op"],
+        f"io: {CORES} processes / 1 process": process_ratios["io 100 ms"],
         "no-op: template / bare Celery, gevent (target >= 0.70)": rate["gevent", "no-op"]
         / rate["bare-celery-gevent", "no-op"],
         "io: prefetch 4 (default) / prefetch 1, acks late": rate["gevent", "io 100 ms"]
         / rate["gevent-prefetch-1", "io 100 ms"],
         "no-op: task events on (Flower watching) / off": rate["gevent-task-events", "no-op"] / rate["gevent", "no-op"],
     }
-    header = f"{'worker':<22}{'workload':<21}{'tasks':>7}{'tasks/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
+    header = (
+        f"{'worker':<24}{'workload':<21}{'tasks':>7}{'tasks/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
+        f"{'peak conns':>12}"
+    )
     print()
-    print(f"Celery workers (gevent concurrency {GEVENT_CONCURRENCY}, prefork {CORES} processes, {CORES} cores)")
+    print(
+        f"Celery workers (gevent concurrency {GEVENT_CONCURRENCY} per process and a pool of {POOL_SIZE} Postgres "
+        f"connections unless the name says otherwise; prefork {CORES} processes; {CORES} cores)"
+    )
     print(header)
     print("-" * len(header))
     for c in cells:
+        peak = "" if c.peak_connections is None else str(c.peak_connections)
         print(
-            f"{c.worker:<22}{c.workload:<21}{c.tasks:>7}{c.tasks_per_second:>10.1f}"
-            f"{c.p50_ms:>10.1f}{c.p95_ms:>10.1f}{c.p99_ms:>10.1f}"
+            f"{c.worker:<24}{c.workload:<21}{c.tasks:>7}{c.tasks_per_second:>10.1f}"
+            f"{c.p50_ms:>10.1f}{c.p95_ms:>10.1f}{c.p99_ms:>10.1f}{peak:>12}"
         )
+    long_query = by_key["gevent", LONG_QUERY]
+    allowed = POOL_SIZE / DB_SECONDS
+    print()
+    print(f"Connection pool (gevent, concurrency {GEVENT_CONCURRENCY}, DJANGO_DB_POOL_SIZE={POOL_SIZE})")
+    print(
+        f"  long query ({LONG_QUERY}): {long_query.tasks_per_second:.1f} tasks/s with a pool of {POOL_SIZE}, "
+        f"{100 * long_query.tasks_per_second / allowed:.0f}% of what it allows ({allowed:.0f}/s, target >= 70%); "
+        f"peak Postgres connections {long_query.peak_connections} (pool {POOL_SIZE})"
+    )
     print()
     print("Ratios (same run)")
     for name, value in ratios.items():
         print(f"  {name:<58} {value:8.2f}")
+    print()
+    print(
+        f"Results (add.delay(x, y).get(interval=0.002) from the compose network; gevent worker at concurrency "
+        f"{settings.CELERY_WORKER_CONCURRENCY}, django-celery-results in Postgres)"
+    )
+    print(
+        f"  round trip, one at a time: median {results['round_trip_median_ms']} ms, "
+        f"p95 {results['round_trip_p95_ms']} ms ({results['round_trips']} tasks; target median <= 12 ms)"
+    )
+    print(
+        f"  {results['burst']} sent at once, all read back: {results['burst_seconds']} s, "
+        f"{results['burst_tasks_per_second']} tasks/s (target >= 250)"
+    )
     print()
     print(f"Web: POST /logs/, {web['clients']} keep-alive clients x {web['requests'] // web['clients']} requests")
     print(
@@ -281,8 +453,10 @@ def report(cells: list[Cell], web: dict[str, Any]) -> None:
             {
                 "cores": CORES,
                 "gevent_concurrency": GEVENT_CONCURRENCY,
+                "pool_size": POOL_SIZE,
                 "cells": [asdict(cell) for cell in cells],
                 "ratios": {name: round(value, 2) for name, value in ratios.items()},
+                "results": results,
                 "web": web,
             },
             indent=2,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import threading
 from typing import Any
 
@@ -99,6 +100,18 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
         with contextlib.suppress(psycopg2.Error):
             connection.close()
         self._conns.discard(connection)
+
+    def check_usable(self, connection: Any) -> None:
+        """Raises when a pooled connection no longer works, without a round trip for one that does.
+
+        A connection the server closed (a restart, a failover, pg_terminate_backend) has its last message
+        waiting on the socket, where a healthy idle one has nothing to read: only then is a query spent on it.
+        A peer that vanished without a word is not seen here; the task's first query fails, and it is retried."""
+        if connection.closed:
+            raise self.DBERROR("the connection is closed")
+        readable, _, _ = select.select([connection], [], [], 0)
+        if readable:
+            super().check_usable(connection)
 
     @property
     def in_use(self) -> int:

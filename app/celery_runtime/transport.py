@@ -21,6 +21,7 @@ from time import monotonic, time
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
@@ -49,16 +50,30 @@ return false
 RedisChannel: Any = kombu_redis.Channel
 RedisQoS: Any = kombu_redis.QoS
 RedisTransport: Any = kombu_redis.Transport
+virtual_QoS: Any = virtual.QoS
 
 
 class QoS(RedisQoS):
-    """Forgets an acknowledged message locally even when Redis could not be told.
+    """Records nothing the take script has recorded, and forgets an acknowledged message locally even when
+    Redis could not be told.
 
     kombu counts a message against the prefetch limit until its ack reaches Redis. With Redis away, every task
     that finishes fails its ack; once the count reaches the limit the consumer stops reading, so it never sees
     the broken connection and never reconnects: the worker idles for good after Redis returns (`make chaos`,
     redis-down, saw it). The message itself stays in Redis's unacked hash, and the sweep hands it out again after
     the visibility timeout: a second run, never a loss."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recorded_by_take: set[str] = set()
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag in self.recorded_by_take:
+            # The take script recorded it in Redis already; kombu would write the same record a second time.
+            self.recorded_by_take.discard(delivery_tag)
+            virtual_QoS.append(self, message, delivery_tag)
+        else:  # taken some other way (kombu's own BRPOP, basic_get): recorded here, as kombu does
+            super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
         try:
@@ -122,7 +137,9 @@ class Channel(RedisChannel):
             key, item = reply
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
-            self.connection._deliver(loads(bytes_to_str(item)), queue)
+            message = loads(bytes_to_str(item))
+            self.qos.recorded_by_take.add(message["properties"]["delivery_tag"])
+            self.connection._deliver(message, queue)
             return True
         finally:
             self._in_poll = None

@@ -108,7 +108,7 @@ class Worker:
             command = ["start-worker", *options]
             self.nodenames = [f"worker{index}@{host}" for index in range(1, spec.processes + 1)]
         else:
-            hostname = f"bench-{spec.label}-{uuid.uuid4().hex[:6]}@{host}"
+            hostname = f"bench-{spec.label.replace(' ', '-')}-{uuid.uuid4().hex[:6]}@{host}"
             command = ["celery", "-A", spec.app, "worker", "-P", spec.pool, *options, "--hostname", hostname]
             self.nodenames = [hostname]
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - open while the worker runs; stop() closes it
@@ -173,27 +173,37 @@ class ConnectionPeak:
         self._thread.join()
 
 
-def run_workload(worker: Worker, workload: str, tasks: int) -> Cell:
+def send(workload: str, tasks: int, report_to: str) -> None:
+    for index in range(tasks):
+        kwargs = {"report_to": report_to, "sent_at": time.time()}
+        key = f"bench-{report_to}-{index}"
+        if workload == "no-op":
+            app.send_task("diagnostics.tasks.noop_task", kwargs=kwargs)
+        elif workload == "io 100 ms":
+            app.send_task("diagnostics.tasks.sleep_task", args=[IO_SECONDS], kwargs=kwargs)
+        elif workload == SHORT_QUERIES:
+            app.send_task("diagnostics.tasks.database_insert_select_task", args=[key], kwargs=kwargs)
+        else:
+            app.send_task("diagnostics.tasks.database_sleep_insert_task", args=[DB_SECONDS, key], kwargs=kwargs)
+
+
+def run_workload(worker: Worker, workload: str, tasks: int, *, queued_first: bool = False) -> Cell:
     """Sends `tasks` tasks as fast as one process can (about 1,000/s) while the worker consumes them; the rate
-    runs from the first send to the last task done."""
+    runs from the first send to the last task done.
+
+    queued_first: the tasks are all queued before the worker starts on them, and the rate runs from the first
+    task done to the last. For workers faster than one sender (several processes), whose rate would otherwise
+    be the sender's."""
     report_to = f"bench:{uuid.uuid4().hex}"
     reports.delete(report_to)
     peak = ConnectionPeak(worker.spec.application_name) if workload.startswith("db ") else contextlib.nullcontext()
-    worker.consume(True)
+    if queued_first:
+        send(workload, tasks, report_to)
     with peak:
         started = time.time()
-        for index in range(tasks):
-            kwargs = {"report_to": report_to, "sent_at": time.time()}
-            if workload == "no-op":
-                app.send_task("diagnostics.tasks.noop_task", kwargs=kwargs)
-            elif workload == "io 100 ms":
-                app.send_task("diagnostics.tasks.sleep_task", args=[IO_SECONDS], kwargs=kwargs)
-            elif workload == SHORT_QUERIES:
-                key = f"bench-{report_to}-{index}"
-                app.send_task("diagnostics.tasks.database_insert_select_task", args=[key], kwargs=kwargs)
-            else:
-                key = f"bench-{report_to}-{index}"
-                app.send_task("diagnostics.tasks.database_sleep_insert_task", args=[DB_SECONDS, key], kwargs=kwargs)
+        worker.consume(True)
+        if not queued_first:
+            send(workload, tasks, report_to)
         deadline = time.monotonic() + 120
         while reports.llen(report_to) < tasks:
             if time.monotonic() > deadline:
@@ -202,14 +212,19 @@ def run_workload(worker: Worker, workload: str, tasks: int) -> Cell:
     worker.consume(False)
     pairs = [tuple(map(float, raw.split())) for raw in reports.lrange(report_to, 0, -1)]
     reports.delete(report_to)
-    latencies = sorted((done - sent) * 1000 for sent, done in pairs)
-    seconds = max(done for _, done in pairs) - started
+    finished = sorted(done for _, done in pairs)
+    if queued_first:
+        latencies = sorted((done - max(sent, started)) * 1000 for sent, done in pairs)
+        seconds, counted = finished[-1] - finished[0], tasks - 1
+    else:
+        latencies = sorted((done - sent) * 1000 for sent, done in pairs)
+        seconds, counted = finished[-1] - started, tasks
     return Cell(
         worker=worker.spec.label,
         workload=workload,
         tasks=tasks,
         seconds=round(seconds, 2),
-        tasks_per_second=round(tasks / seconds, 1),
+        tasks_per_second=round(counted / seconds, 1),
         p50_ms=round(percentile(latencies, 0.50), 1),
         p95_ms=round(percentile(latencies, 0.95), 1),
         p99_ms=round(percentile(latencies, 0.99), 1),
@@ -217,30 +232,30 @@ def run_workload(worker: Worker, workload: str, tasks: int) -> Cell:
     )
 
 
-def compare_processes(workloads: dict[str, int], rounds: int = 3) -> tuple[list[Cell], dict[str, float]]:
-    """One gevent process against CORES of them, taking turns on each workload `rounds` times (the machine's
-    speed drifts over minutes), the median round of each kept. Returns those cells, and N / 1 per workload."""
-    single = Worker(WorkerSpec("gevent x1 process", "gevent", GEVENT_CONCURRENCY, POOLED))
-    several = Worker(WorkerSpec(f"gevent x{CORES} processes", "gevent", GEVENT_CONCURRENCY, POOLED, processes=CORES))
-    cells: list[Cell] = []
-    ratios: dict[str, float] = {}
+def side_by_side(
+    specs: list[tuple[WorkerSpec, int]], workloads: list[str], *, rounds: int = 3, queued_first: bool = False
+) -> dict[tuple[str, str], Cell]:
+    """Workers whose ratios matter, started together and taking turns on each workload `rounds` times (this
+    machine's speed drifts over minutes); the median round of each is kept. `specs` pairs a worker with the
+    tasks it gets per round. A round before the first warms each worker's connections and is not counted."""
+    workers = [(Worker(spec), tasks) for spec, tasks in specs]
+    medians: dict[tuple[str, str], Cell] = {}
     try:
-        for workload, tasks in workloads.items():
-            one, many = [], []
-            for _ in range(rounds):
-                one.append(run_workload(single, workload, scaled(tasks)))
-                many.append(run_workload(several, workload, scaled(tasks * CORES)))
-            one_median, many_median = (
-                sorted(runs, key=lambda c: c.tasks_per_second)[rounds // 2] for runs in (one, many)
-            )
-            for cell in (one_median, many_median):
-                cells.append(cell)
-                print_cell(cell)
-            ratios[workload] = many_median.tasks_per_second / one_median.tasks_per_second
+        for workload in workloads:
+            measured: dict[str, list[Cell]] = {}
+            for round_ in range(rounds + 1):
+                for worker, tasks in workers:
+                    cell = run_workload(worker, workload, scaled(tasks), queued_first=queued_first)
+                    if round_:
+                        measured.setdefault(worker.spec.label, []).append(cell)
+            for label, cells in measured.items():
+                median = sorted(cells, key=lambda cell: cell.tasks_per_second)[rounds // 2]
+                medians[label, workload] = median
+                print_cell(median)
     finally:
-        single.stop()
-        several.stop()
-    return cells, ratios
+        for worker, _ in workers:
+            worker.stop()
+    return medians
 
 
 def bench_results(*, round_trips: int = 100, burst: int = 200) -> dict[str, float]:
@@ -318,21 +333,9 @@ def main() -> None:
     ProbeRecord.objects.filter(key__startswith="bench-").delete()
     app.control.purge()
     through_pgbouncer = {**PER_TASK_CONNECTIONS, "DATABASE_URL": PGBOUNCER_URL}
+    gevent = WorkerSpec("gevent", "gevent", GEVENT_CONCURRENCY, POOLED)
     runs: list[tuple[WorkerSpec, dict[str, int]]] = [  # tasks per workload, so that each cell takes a few seconds
-        (
-            WorkerSpec("gevent", "gevent", GEVENT_CONCURRENCY, POOLED),
-            {"no-op": 3000, "io 100 ms": 3000, LONG_QUERY: 2000, SHORT_QUERIES: 3000},
-        ),
-        (
-            WorkerSpec("gevent-per-task-conn", "gevent", GEVENT_CONCURRENCY, PER_TASK_CONNECTIONS),
-            {LONG_QUERY: 1500, SHORT_QUERIES: 1500},
-        ),
-        (
-            WorkerSpec(
-                "gevent-pgbouncer", "gevent", GEVENT_CONCURRENCY, through_pgbouncer, application_name="bench-pgb"
-            ),
-            {LONG_QUERY: 1500, SHORT_QUERIES: 1500},
-        ),
+        (gevent, {"no-op": 3000, "io 100 ms": 3000}),
         (
             WorkerSpec("gevent-unpatched", "gevent", GEVENT_CONCURRENCY, {**POOLED, "PSYCOPG2_COOPERATIVE": "false"}),
             {"no-op": 3000, "io 100 ms": 3000, LONG_QUERY: 60},
@@ -356,9 +359,20 @@ def main() -> None:
                 print_cell(cells[-1])
         finally:
             worker.stop()
+
+    # How the worker reaches Postgres: its pool, a connection per task, a connection per task through PgBouncer.
+    pgbouncer = WorkerSpec(
+        "gevent-pgbouncer", "gevent", GEVENT_CONCURRENCY, through_pgbouncer, application_name="bench-pgb"
+    )
+    per_task = WorkerSpec("gevent-per-task-conn", "gevent", GEVENT_CONCURRENCY, PER_TASK_CONNECTIONS)
+    connection_cells = side_by_side([(gevent, 1000), (per_task, 600), (pgbouncer, 600)], [LONG_QUERY, SHORT_QUERIES])
     ProbeRecord.objects.filter(key__startswith="bench-").delete()
-    process_cells, process_ratios = compare_processes({"no-op": 3000, "io 100 ms": 3000})
-    cells += process_cells
+
+    # One process against one per core, the tasks queued first (one sender could not keep several busy).
+    several = WorkerSpec(f"gevent x{CORES} processes", "gevent", GEVENT_CONCURRENCY, POOLED, processes=CORES)
+    single = WorkerSpec("gevent x1 process", "gevent", GEVENT_CONCURRENCY, POOLED)
+    process_cells = side_by_side([(single, 3000), (several, 3000 * CORES)], ["no-op", "io 100 ms"], queued_first=True)
+    cells += [*connection_cells.values(), *process_cells.values()]
 
     # The template's worker as `make up` runs it (one process, its default concurrency and pool), for results.
     worker = Worker(WorkerSpec("gevent", "gevent", int(settings.CELERY_WORKER_CONCURRENCY), POOLED))
@@ -368,7 +382,7 @@ def main() -> None:
     finally:
         worker.stop()
     web = bench_web()
-    report(cells, process_ratios, results, web)
+    report(cells, results, web)
 
 
 def print_cell(cell: Cell) -> None:
@@ -377,9 +391,10 @@ def print_cell(cell: Cell) -> None:
     print(f"  measured {cell.worker:<22} {cell.workload:<20} {cell.tasks:>5} tasks  {rate}{peak}", flush=True)
 
 
-def report(cells: list[Cell], process_ratios: dict[str, float], results: dict[str, float], web: dict[str, Any]) -> None:
+def report(cells: list[Cell], results: dict[str, float], web: dict[str, Any]) -> None:
     rate = {(cell.worker, cell.workload): cell.tasks_per_second for cell in cells}
     by_key = {(cell.worker, cell.workload): cell for cell in cells}
+    several, single = f"gevent x{CORES} processes", "gevent x1 process"
     ratios = {
         "io: gevent / prefork (target >= 20)": rate["gevent", "io 100 ms"] / rate["prefork", "io 100 ms"],
         "db: gevent patched / unpatched (target >= 10)": rate["gevent", LONG_QUERY]
@@ -389,8 +404,8 @@ def report(cells: list[Cell], process_ratios: dict[str, float], results: dict[st
         "db: pooled / PgBouncer, short queries": rate["gevent", SHORT_QUERIES]
         / rate["gevent-pgbouncer", SHORT_QUERIES],
         "db: pooled / PgBouncer, long query": rate["gevent", LONG_QUERY] / rate["gevent-pgbouncer", LONG_QUERY],
-        f"no-op: {CORES} processes / 1 process (target >= 1.6)": process_ratios["no-op"],
-        f"io: {CORES} processes / 1 process": process_ratios["io 100 ms"],
+        f"no-op: {CORES} processes / 1 process (target >= 1.6)": rate[several, "no-op"] / rate[single, "no-op"],
+        f"io: {CORES} processes / 1 process": rate[several, "io 100 ms"] / rate[single, "io 100 ms"],
         "no-op: template / bare Celery, gevent (target >= 0.70)": rate["gevent", "no-op"]
         / rate["bare-celery-gevent", "no-op"],
         "io: prefetch 4 (default) / prefetch 1, acks late": rate["gevent", "io 100 ms"]

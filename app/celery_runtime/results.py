@@ -49,10 +49,6 @@ _WRITTEN_FIELDS = [
 class RetryingDatabaseBackend(DatabaseBackend):
     transient_max_retries = 12
     transient_longest_countdown = 10.0
-    # One instance per process. Celery otherwise keeps one per thread, and under gevent a thread is a greenlet:
-    # every task built a backend of its own, 5 % of a short task's time. Safe to share: it holds no connection
-    # (Django's are per greenlet) and no per-task state.
-    thread_safe = True
 
     def _store_result(
         self,

@@ -60,9 +60,12 @@ class WorkerSpec:
     env: dict[str, str] = field(default_factory=dict)
     app: str = "config.celery_app"
     processes: int = 1  # more than one: start-worker, the container's own supervisor, starts them
-    # Its Postgres connections' name, which they are counted by. PgBouncer's connections take the name of the
-    # client that last used them, and stay open after: its worker has a name of its own.
-    application_name: str = "bench-worker"
+
+    @property
+    def application_name(self) -> str:
+        """Its Postgres connections' name, which they are counted by: each worker's own, since workers that
+        take turns are all running, and PgBouncer's connections keep the name of their last client."""
+        return f"bench-{self.label.replace(' ', '-')}"
 
 
 # What the template's gevent worker runs with: tasks share a pool of POOL_SIZE connections per process.
@@ -361,9 +364,7 @@ def main() -> None:
             worker.stop()
 
     # How the worker reaches Postgres: its pool, a connection per task, a connection per task through PgBouncer.
-    pgbouncer = WorkerSpec(
-        "gevent-pgbouncer", "gevent", GEVENT_CONCURRENCY, through_pgbouncer, application_name="bench-pgb"
-    )
+    pgbouncer = WorkerSpec("gevent-pgbouncer", "gevent", GEVENT_CONCURRENCY, through_pgbouncer)
     per_task = WorkerSpec("gevent-per-task-conn", "gevent", GEVENT_CONCURRENCY, PER_TASK_CONNECTIONS)
     connection_cells = side_by_side([(gevent, 1000), (per_task, 600), (pgbouncer, 600)], [LONG_QUERY, SHORT_QUERIES])
     ProbeRecord.objects.filter(key__startswith="bench-").delete()

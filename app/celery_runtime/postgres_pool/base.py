@@ -32,7 +32,7 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
     """django-db-geventpool's pool, changed in three ways.
 
     * It counted a connection only once connected, and connecting yields to other greenlets: a burst of tasks
-      all found the pool below its size and each opened one (100 connections for a pool of 10). Here a
+      all found the pool below its size and each opened one (50 greenlets on a pool of 5 opened 50). Here a
       greenlet first takes one of `maxsize` slots, then an idle connection or a new one.
     * A greenlet that found the pool full waited for a connection without a limit. Here it waits `timeout`
       seconds at most, then raises PoolExhausted, naming the pool's size.
@@ -112,10 +112,6 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
         readable, _, _ = select.select([connection], [], [], 0)
         if readable:
             super().check_usable(connection)
-
-    @property
-    def in_use(self) -> int:
-        return self.maxsize - self._slots.counter
 
 
 class DatabaseWrapper(geventpool.DatabaseWrapper):

@@ -159,13 +159,17 @@ class ConnectionPeak:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with connections.create_connection("default").cursor() as cursor:
-            while not self._stop.is_set():
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [self.application_name]
-                )
-                self.peak = max(self.peak, cursor.fetchone()[0])
-                time.sleep(0.01)
+        sampler = connections.create_connection("default")
+        try:
+            with sampler.cursor() as cursor:
+                while not self._stop.is_set():
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [self.application_name]
+                    )
+                    self.peak = max(self.peak, cursor.fetchone()[0])
+                    time.sleep(0.01)
+        finally:
+            sampler.close()
 
     def __enter__(self) -> ConnectionPeak:
         self._thread.start()

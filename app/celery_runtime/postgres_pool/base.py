@@ -78,9 +78,7 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
                 self._drop(connection)
             else:
                 return connection
-        connection = self.create_connection()
-        self._conns.add(connection)
-        return connection
+        return self.create_connection()
 
     def put(self, connection: Any) -> None:
         """Back from the greenlet that had it: idle, to the pool; in a transaction, rolled back first."""
@@ -99,7 +97,6 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
     def _drop(self, connection: Any) -> None:
         with contextlib.suppress(psycopg2.Error):
             connection.close()
-        self._conns.discard(connection)
 
     def check_usable(self, connection: Any) -> None:
         """Raises when a pooled connection no longer works, without a round trip for one that does.

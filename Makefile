@@ -254,3 +254,40 @@ prod-smoke: $(PROD_ENV) ## CI: start the production stack and check it end to en
 prod-clean: ## DELETE the production stack and its data (database, Redis, certificates): make prod-clean CONFIRM=yes
 	@[ "$(CONFIRM)" = yes ] || { echo "this deletes the production database and certificates: make prod-clean CONFIRM=yes"; exit 1; }
 	$(PROD_COMPOSE) --profile "*" down --volumes --remove-orphans
+
+# --- Docker Swarm: deploy/swarm/stack.yml, the production stack on a cluster (deploy/README.md, "Docker Swarm") ---
+SWARM_STACK ?= $(subst .,-,$(notdir $(CURDIR)))-swarm
+# The swarm's service VIPs and ingress ports are built on the kernel's IPVS; where the Docker host has none
+# (some CI runners and sandboxed VMs), deploy/swarm/no-ipvs.yml is layered on. Set yes or no to decide yourself.
+SWARM_NO_IPVS ?= $(shell [ "$$(uname -s)" != Linux ] || [ -e /proc/net/ip_vs ] \
+	|| [ -d "/lib/modules/$$(uname -r)/kernel/net/netfilter/ipvs" ] || echo yes)
+# A registry the swarm's nodes pull from (a swarm of more than one node needs one): the images are pushed there.
+REGISTRY ?=
+SWARM = SWARM_STACK="$(SWARM_STACK)" SWARM_ENV="$(PROD_ENV)" SWARM_NO_IPVS="$(SWARM_NO_IPVS)" REGISTRY="$(REGISTRY)" \
+	bash deploy/swarm/stack
+
+.PHONY: swarm-up
+swarm-up: $(PROD_ENV) ## deploy the production stack on a Docker Swarm (a single-node one if none), wait until healthy
+	$(SWARM) up
+
+.PHONY: swarm-roll
+swarm-roll: $(PROD_ENV) ## rolling update of the swarm stack to a new build: migrations first, web and workers one by one
+	$(SWARM) roll
+
+.PHONY: swarm-smoke
+swarm-smoke: $(PROD_ENV) ## CI: check the running swarm stack end to end, then roll it under load (not on a live site)
+	SWARM_STACK="$(SWARM_STACK)" PROD_ENV="$(abspath $(PROD_ENV))" SWARM="$(SWARM)" bash compose/smoke/swarm-smoke
+
+.PHONY: swarm-ps
+swarm-ps: ## list the swarm stack's services and tasks
+	docker stack services $(SWARM_STACK)
+	docker stack ps --no-trunc --format 'table {{.Name}}\t{{.Image}}\t{{.CurrentState}}\t{{.Error}}' $(SWARM_STACK)
+
+.PHONY: swarm-down
+swarm-down: ## remove the swarm stack, its secrets and images; leave the swarm if swarm-up made it (data volumes stay)
+	$(SWARM) down
+
+.PHONY: swarm-clean
+swarm-clean: ## DELETE the swarm stack and its data volumes: make swarm-clean CONFIRM=yes
+	@[ "$(CONFIRM)" = yes ] || { echo "this deletes the swarm stack's database and certificates: make swarm-clean CONFIRM=yes"; exit 1; }
+	$(SWARM) clean

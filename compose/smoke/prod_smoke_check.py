@@ -8,6 +8,10 @@ the system's CAs. Standard library only. Each check prints one line; the first f
     prod_smoke_check.py               every check
     prod_smoke_check.py health        the site answers /health/ over HTTPS
     prod_smoke_check.py post-log TEXT POST /logs/, wait until the worker wrote it, print its request_id
+    prod_smoke_check.py load STOP_FILE [RATE]
+                                      POST /logs/ at RATE a second (default 10) until STOP_FILE exists, then
+                                      check that every accepted row was written; prints the figures as JSON
+                                      and exits 1 on any non-2xx answer, failed request or unwritten row
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import re
 import socket
 import ssl
 import sys
+import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from checks import check, eventually
@@ -220,12 +226,63 @@ def check_flower() -> None:
             )
 
 
+def load(stop_file: str, rate: float) -> bool:
+    """A steady stream of POST /logs/ while something (a rolling update) happens, until stop_file exists; then
+    every accepted row is read back. True when every request got a 2xx and every accepted row was written."""
+    statuses: Counter[str] = Counter()
+    accepted: dict[str, str] = {}  # url -> text
+    refusals: list[str] = []
+    started = time.monotonic()
+    while not os.path.exists(stop_file):
+        sent_at = time.monotonic()
+        text = f"load {uuid.uuid4()}"
+        try:
+            response = post_json("/logs/", {"text": text})
+            statuses[str(response.status)] += 1
+            if response.status == 202:
+                accepted[response.json()["url"]] = text
+            else:
+                refusals.append(f"{response.status} {response.body[:120]!r}")
+        except OSError as error:
+            statuses["no answer"] += 1
+            refusals.append(f"no answer: {error}")
+        time.sleep(max(0.0, 1 / rate - (time.monotonic() - sent_at)))
+    duration = time.monotonic() - started
+    unwritten = dict(accepted)
+    deadline = time.monotonic() + 120
+    while unwritten and time.monotonic() < deadline:
+        for url, text in list(unwritten.items()):
+            response = request("GET", url)
+            if response.status == 200 and (response.json() or {}).get("text") == text:
+                del unwritten[url]
+        if unwritten:
+            time.sleep(1)
+    requests = sum(statuses.values())
+    non_2xx = requests - sum(count for status, count in statuses.items() if status.startswith("2"))
+    figures = {
+        "seconds": round(duration, 1),
+        "requests": requests,
+        "non_2xx": non_2xx,
+        "statuses": dict(statuses),
+        "accepted": len(accepted),
+        "written": len(accepted) - len(unwritten),
+        "refusals": refusals[:10],
+        "unwritten": list(unwritten)[:10],
+    }
+    print(json.dumps(figures))
+    return requests > 0 and non_2xx == 0 and not unwritten
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["health"]:
         check_health()
         return
     if argv[:1] == ["post-log"] and len(argv) == 2:
         print(post_log(argv[1]))
+        return
+    if argv[:1] == ["load"] and len(argv) in (2, 3):
+        if not load(argv[1], float(argv[2]) if len(argv) == 3 else 10.0):
+            sys.exit(1)
         return
     if argv:
         raise SystemExit(__doc__)

@@ -125,7 +125,8 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 	  ruff check . && ruff format --check . && mypy && \
 	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
 	  shellcheck compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
-	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer .ci/run && \
+	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer compose/smoke/swarm-smoke \
+	    deploy/swarm/stack deploy/kubernetes/check .ci/run && \
 	  hadolint compose/Dockerfile compose/caddy/Dockerfile compose/pgbouncer/Dockerfile && echo "lint: all clean"'
 
 .PHONY: fmt
@@ -263,8 +264,8 @@ SWARM_NO_IPVS ?= $(shell [ "$$(uname -s)" != Linux ] || [ -e /proc/net/ip_vs ] \
 	|| [ -d "/lib/modules/$$(uname -r)/kernel/net/netfilter/ipvs" ] || echo yes)
 # A registry the swarm's nodes pull from (a swarm of more than one node needs one): the images are pushed there.
 REGISTRY ?=
-SWARM = SWARM_STACK="$(SWARM_STACK)" SWARM_ENV="$(PROD_ENV)" SWARM_NO_IPVS="$(SWARM_NO_IPVS)" REGISTRY="$(REGISTRY)" \
-	bash deploy/swarm/stack
+SWARM_VARS = SWARM_STACK="$(SWARM_STACK)" SWARM_ENV="$(PROD_ENV)" SWARM_NO_IPVS="$(SWARM_NO_IPVS)" REGISTRY="$(REGISTRY)"
+SWARM = $(SWARM_VARS) bash deploy/swarm/stack
 
 .PHONY: swarm-up
 swarm-up: $(PROD_ENV) ## deploy the production stack on a Docker Swarm (a single-node one if none), wait until healthy
@@ -276,7 +277,7 @@ swarm-roll: $(PROD_ENV) ## rolling update of the swarm stack to a new build: mig
 
 .PHONY: swarm-smoke
 swarm-smoke: $(PROD_ENV) ## CI: check the running swarm stack end to end, then roll it under load (not on a live site)
-	SWARM_STACK="$(SWARM_STACK)" PROD_ENV="$(abspath $(PROD_ENV))" SWARM="$(SWARM)" bash compose/smoke/swarm-smoke
+	$(SWARM_VARS) bash compose/smoke/swarm-smoke
 
 .PHONY: swarm-ps
 swarm-ps: ## list the swarm stack's services and tasks
@@ -291,3 +292,9 @@ swarm-down: ## remove the swarm stack, its secrets and images; leave the swarm i
 swarm-clean: ## DELETE the swarm stack and its data volumes: make swarm-clean CONFIRM=yes
 	@[ "$(CONFIRM)" = yes ] || { echo "this deletes the swarm stack's database and certificates: make swarm-clean CONFIRM=yes"; exit 1; }
 	$(SWARM) clean
+
+# --- Kubernetes: deploy/kubernetes/, Kustomize (deploy/kubernetes/README.md). No cluster is needed to check it ---
+.PHONY: k8s-check
+k8s-check: ## render both Kustomize overlays and validate every object (two Kubernetes versions, KEDA's schema)
+	docker run --rm -v "$(CURDIR):/src:ro" -v k8s-check-pip-cache:/root/.cache/pip -w /src $(PYTHON_IMAGE) \
+	  bash deploy/kubernetes/check

@@ -8,7 +8,9 @@
 * results          the result backend: a result write waits out a database restart
 * transport        the broker transport: a message taken and recorded unacknowledged in one step
 * probes           liveness files for the worker's and beat's container healthchecks
-* beat_scheduler   django-celery-beat's scheduler, touching beat's liveness file
+* beat_lock        one beat in the whole deployment: a Postgres advisory lock that beat holds while it runs
+* beat_scheduler   django-celery-beat's scheduler, sending only while it holds the beat lock, and touching
+                   beat's liveness file
 
 `install(app)` wires them into the Celery app in config/celery_app.py.
 """

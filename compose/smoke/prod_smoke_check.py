@@ -8,6 +8,7 @@ the system's CAs. Standard library only. Each check prints one line; the first f
     prod_smoke_check.py               every check
     prod_smoke_check.py health        the site answers /health/ over HTTPS
     prod_smoke_check.py post-log TEXT POST /logs/, wait until the worker wrote it, print its request_id
+    prod_smoke_check.py flower-workers print the workers that answer Flower's ping, one a line
     prod_smoke_check.py load STOP_FILE [RATE]
                                       POST /logs/ at RATE a second (default 10) until STOP_FILE exists, then
                                       check that every accepted row was written; prints the figures as JSON
@@ -226,6 +227,14 @@ def check_flower() -> None:
             )
 
 
+def flower_workers() -> list[str]:
+    """The workers that answered Flower's ping just now (refresh=1); a stopped one stays listed without stats."""
+    response = request("GET", "/flower/api/workers?refresh=1", headers={"Authorization": FLOWER_AUTH})
+    if response.status != 200:
+        raise AssertionError(f"Flower's worker list: {response}")
+    return sorted(name for name, info in (response.json() or {}).items() if info.get("stats"))
+
+
 def load(stop_file: str, rate: float) -> bool:
     """A steady stream of POST /logs/ while something (a rolling update) happens, until stop_file exists; then
     every accepted row is read back. True when every request got a 2xx and every accepted row was written."""
@@ -279,6 +288,9 @@ def main(argv: list[str]) -> None:
         return
     if argv[:1] == ["post-log"] and len(argv) == 2:
         print(post_log(argv[1]))
+        return
+    if argv == ["flower-workers"]:
+        print("\n".join(flower_workers()))
         return
     if argv[:1] == ["load"] and len(argv) in (2, 3):
         if not load(argv[1], float(argv[2]) if len(argv) == 3 else 10.0):

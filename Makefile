@@ -117,7 +117,7 @@ bench-stack: .env ## time make up, measure the stack's memory and idle CPU, and 
 	bash compose/bench/stack-figures
 
 .PHONY: lint
-lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, hadolint
+lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, hadolint, actionlint (jactionlint)
 	@$(COMPOSE) build --quiet web
 	$(COMPOSE) config -q
 	$(COMPOSE) -f docker-compose.prod.yml --env-file .env.prod.example config -q
@@ -127,7 +127,8 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 	  shellcheck compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
 	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer compose/smoke/swarm-smoke \
 	    deploy/swarm/stack deploy/kubernetes/check .ci/run && \
-	  hadolint compose/Dockerfile compose/caddy/Dockerfile compose/pgbouncer/Dockerfile && echo "lint: all clean"'
+	  hadolint compose/Dockerfile compose/caddy/Dockerfile compose/pgbouncer/Dockerfile && \
+	  jactionlint --profile correctness && echo "lint: all clean"'
 
 .PHONY: fmt
 fmt: .env ## format and autofix with ruff

@@ -20,12 +20,12 @@ def _broker() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
 
 
-def _check_database() -> None:
+def check_database() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
 
 
-def _check_broker() -> None:
+def check_broker() -> None:
     _broker().ping()
 
 
@@ -33,7 +33,7 @@ def _check_broker() -> None:
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
     checks = {}
-    for name, check in (("database", _check_database), ("broker", _check_broker)):
+    for name, check in (("database", check_database), ("broker", check_broker)):
         try:
             check()
             checks[name] = "ok"

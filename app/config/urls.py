@@ -5,6 +5,7 @@ from config.health import health
 from heartbeat.views import heartbeat_collection
 
 urlpatterns = [
+    path("", include("home.urls")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("logs/", include("logs.urls")),

@@ -5,10 +5,10 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from config.api import BadRequest, bad_request, read_payload, require_database, require_text
+from config.api import BadRequest, bad_request, read_payload
 from logs.models import Log
 from logs.selectors import log_get, log_list
-from logs.tasks import log_write_task
+from logs.services import log_enqueue
 
 MAX_LIST_LIMIT = 200
 
@@ -35,12 +35,9 @@ def log_collection(request: HttpRequest) -> JsonResponse:
 
 def _log_enqueue(request: HttpRequest) -> JsonResponse:
     try:
-        text = require_text(read_payload(request), "text", max_length=Log._meta.get_field("text").max_length or 255)
+        request_id = log_enqueue(text=read_payload(request).get("text"))
     except BadRequest as exc:
         return bad_request(str(exc))
-    require_database()
-    request_id = uuid.uuid4()
-    log_write_task.delay_on_commit(str(request_id), text)  # type: ignore[attr-defined]  # Celery 5.4+, not in the stubs
     return JsonResponse(
         {
             "request_id": str(request_id),

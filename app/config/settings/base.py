@@ -32,11 +32,18 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_results",
     "django_celery_beat",
+    "home",
     "logs",
     "calc",
     "heartbeat",
     "diagnostics",
 ]
+
+# The landing page at / (home): which services are up, links, the example tasks to try. On in development
+# (settings.local) and the tests; production turns it on only with DJANGO_LANDING_PAGE=true (/ is a 404 otherwise).
+LANDING_PAGE = env.bool("DJANGO_LANDING_PAGE", default=True)
+# Where the landing page links to Flower (empty: no link). Development: http://localhost:5555/ (compose).
+FLOWER_URL = env.str("DJANGO_FLOWER_URL", default="")
 
 MIDDLEWARE = [
     # Outermost: Postgres or Redis down gives a 503 JSON with Retry-After, whichever layer met the error.

@@ -10,6 +10,9 @@ from config.settings.base import *  # noqa: F403
 from config.settings.base import LOGGING
 
 DEBUG = False
+# Off unless DJANGO_LANDING_PAGE=true: it shows the services and lets anyone who reaches it enqueue tasks.
+LANDING_PAGE = env.bool("DJANGO_LANDING_PAGE", default=False)
+FLOWER_URL = env.str("DJANGO_FLOWER_URL", default="/flower/")
 # The container healthcheck asks for /health/ with `Host: localhost`. Nobody outside can send that Host:
 # the proxy forwards only requests for DJANGO_ALLOWED_HOSTS' domain, and the web publishes no port.
 ALLOWED_HOSTS = [*env.list("DJANGO_ALLOWED_HOSTS"), "localhost"]

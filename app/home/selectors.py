@@ -1,0 +1,91 @@
+"""What the landing page shows of the stack: each part asked once, with a short bound, and never raising."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+
+from config.celery_app import app as celery_app
+from config.health import check_broker, check_database
+
+# How long the page waits for the workers to answer Celery's `inspect stats` (each answers within milliseconds).
+WORKERS_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    name: str
+    pool: str  # e.g. "gevent"
+    concurrency: int | None
+    processed: int
+
+
+@dataclass(frozen=True)
+class PeriodicRun:
+    name: str
+    runs: int
+    last_run_at: datetime
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    database: str  # "ok", or what went wrong
+    broker: str
+    workers: list[WorkerStatus] = field(default_factory=list)
+    beat: list[PeriodicRun] = field(default_factory=list)
+
+    @property
+    def all_up(self) -> bool:
+        return self.database == "ok" and self.broker == "ok" and bool(self.workers)
+
+
+def _outcome(check: Any) -> str:
+    try:
+        check()
+    except Exception as exc:  # noqa: BLE001 - shown on the page, not raised
+        return f"error: {exc.__class__.__name__}"
+    return "ok"
+
+
+def _workers() -> list[WorkerStatus]:
+    try:
+        stats = celery_app.control.inspect(timeout=WORKERS_TIMEOUT_SECONDS).stats() or {}
+    except Exception:  # noqa: BLE001 - no broker: no worker can be asked
+        return []
+    workers = []
+    for name, info in sorted(stats.items()):
+        pool = info.get("pool", {})
+        implementation = str(pool.get("implementation", "?"))
+        workers.append(
+            WorkerStatus(
+                name=name,
+                pool=implementation.rsplit(".", 2)[-2] if "." in implementation else implementation,
+                concurrency=pool.get("max-concurrency"),
+                processed=sum((info.get("total") or {}).values()),
+            )
+        )
+    return workers
+
+
+def _beat() -> list[PeriodicRun]:
+    if not apps.is_installed("heartbeat"):
+        return []
+    from heartbeat.selectors import heartbeat_list
+
+    try:
+        return [PeriodicRun(beat.name, beat.runs, beat.last_run_at) for beat in heartbeat_list()]
+    except Exception:  # noqa: BLE001 - the database row is shown as down already
+        return []
+
+
+def stack_status_get() -> StackStatus:
+    database, broker = _outcome(check_database), _outcome(check_broker)
+    return StackStatus(
+        database=database,
+        broker=broker,
+        workers=_workers() if broker == "ok" else [],
+        beat=_beat() if database == "ok" else [],
+    )

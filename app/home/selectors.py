@@ -12,7 +12,7 @@ from config.celery_app import app as celery_app
 from config.health import check_broker, check_database
 
 # How long the page waits for the workers to answer Celery's `inspect stats` (each answers within milliseconds).
-WORKERS_TIMEOUT_SECONDS = 1.0
+WORKERS_TIMEOUT_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def _workers() -> list[WorkerStatus]:
         workers.append(
             WorkerStatus(
                 name=name,
-                pool=implementation.rsplit(".", 2)[-2] if "." in implementation else implementation,
+                # "celery.concurrency.gevent:TaskPool" -> "gevent"
+                pool=implementation.partition(":")[0].rsplit(".", 1)[-1],
                 concurrency=pool.get("max-concurrency"),
                 processed=sum((info.get("total") or {}).values()),
             )

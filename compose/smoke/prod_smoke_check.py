@@ -299,6 +299,8 @@ def main(argv: list[str]) -> None:
     if argv:
         raise SystemExit(__doc__)
     check_health()
+    response = request("GET", "/")
+    check("the landing page is off in production (/ is a 404; DJANGO_LANDING_PAGE)", response.status == 404, response)
     check_redirect()
     check_static_files()
     post_log(f"prod smoke {uuid.uuid4()}")

@@ -48,6 +48,17 @@ def main() -> None:
     check("web /health/ reports database and broker ok", status == 200 and body.get("status") == "ok", body)
     status, body = request("GET", f"{FLOWER}/healthcheck")
     check("flower /healthcheck", status == 200, body)
+    # The landing page: what `make up` tells a newcomer to open first.
+    page = eventually(
+        lambda: (r := request("GET", f"{WEB}/"))[0] == 200 and "Everything is up" in r[1] and r[1],
+        timeout=20,
+        what="the landing page saying everything is up",
+    )
+    check(
+        "GET / is the landing page: everything up, links to the admin and Flower",
+        'href="/admin/"' in page and ">Flower</a>" in page and "pool gevent" in page,
+        page[:300],
+    )
 
     status, body = request("POST", f"{WEB}/logs/", {"text": "smoke test"}, form=True)
     check("POST /logs/ is accepted (202)", status == 202, (status, body))

@@ -18,7 +18,7 @@ TOOLS = $(COMPOSE) run --rm --no-deps --entrypoint "" -v "$(CURDIR):/src" -w /sr
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # A start that fails says why in the logs of what did not become healthy: show their last lines.
 # $(1): the compose command the services were started with.

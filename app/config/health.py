@@ -20,25 +20,31 @@ def _broker() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
 
 
-def check_database() -> None:
+def _check_database() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
 
 
-def check_broker() -> None:
+def _check_broker() -> None:
     _broker().ping()
 
 
-@never_cache
-@require_GET
-def health(request: HttpRequest) -> JsonResponse:
+def dependency_status() -> dict[str, str]:
+    """For the database and for the broker: "ok", or "error: <exception class>". Never raises."""
     checks = {}
-    for name, check in (("database", check_database), ("broker", check_broker)):
+    for name, check in (("database", _check_database), ("broker", _check_broker)):
         try:
             check()
             checks[name] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
             checks[name] = f"error: {exc.__class__.__name__}"
+    return checks
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    checks = dependency_status()
     unavailable = [name for name, value in checks.items() if value != "ok"]
     if not unavailable:
         return JsonResponse({"status": "ok", **checks})

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from django.apps import apps
 
 from config.celery_app import app as celery_app
-from config.health import check_broker, check_database
+from config.health import dependency_status
 
 # How long the page waits for the workers to answer Celery's `inspect stats` (each answers within milliseconds).
 WORKERS_TIMEOUT_SECONDS = 0.5
@@ -40,14 +39,6 @@ class StackStatus:
     @property
     def all_up(self) -> bool:
         return self.database == "ok" and self.broker == "ok" and bool(self.workers)
-
-
-def _outcome(check: Any) -> str:
-    try:
-        check()
-    except Exception as exc:  # noqa: BLE001 - shown on the page, not raised
-        return f"error: {exc.__class__.__name__}"
-    return "ok"
 
 
 def _workers() -> list[WorkerStatus]:
@@ -83,7 +74,8 @@ def _beat() -> list[PeriodicRun]:
 
 
 def stack_status_get() -> StackStatus:
-    database, broker = _outcome(check_database), _outcome(check_broker)
+    checks = dependency_status()
+    database, broker = checks["database"], checks["broker"]
     return StackStatus(
         database=database,
         broker=broker,

@@ -8,7 +8,7 @@ the system's CAs. Standard library only. Each check prints one line; the first f
     prod_smoke_check.py               every check
     prod_smoke_check.py health        the site answers /health/ over HTTPS
     prod_smoke_check.py post-log TEXT POST /logs/, wait until the worker wrote it, print its request_id
-    prod_smoke_check.py flower-workers print the workers that answer Flower's ping, one a line
+    prod_smoke_check.py flower-workers print the workers Flower lists with their stats, one a line
     prod_smoke_check.py load STOP_FILE [RATE]
                                       POST /logs/ at RATE a second (default 10) until STOP_FILE exists, then
                                       check that every accepted row was written; prints the figures as JSON
@@ -228,7 +228,8 @@ def check_flower() -> None:
 
 
 def flower_workers() -> list[str]:
-    """The workers that answered Flower's ping just now (refresh=1); a stopped one stays listed without stats."""
+    """The workers Flower lists with their stats (refresh=1). Flower keeps the last stats of a worker that has
+    stopped, so a caller matches these names against the workers it knows are running."""
     response = request("GET", "/flower/api/workers?refresh=1", headers={"Authorization": FLOWER_AUTH})
     if response.status != 200:
         raise AssertionError(f"Flower's worker list: {response}")

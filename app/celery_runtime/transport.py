@@ -11,6 +11,10 @@ has an element and leaves it where it was, and the next script takes it. Publish
 and kombu's restore of unacknowledged messages are kombu's own, unchanged; an ack that cannot reach Redis is
 still forgotten locally (QoS below).
 
+The ack is one script too: kombu's opens a new Redis client for every ack and sends a MULTI/EXEC pipeline of
+four commands, about half of which is Python's own work (250 against 130 microseconds of CPU per ack here), and
+every task pays it.
+
 Selected by CELERY_BROKER_TRANSPORT in the settings, for redis:// URLs (Redis 6.2 or later, for BLMOVE).
 """
 
@@ -45,6 +49,12 @@ end
 return false
 """
 
+# KEYS: the unacked index, the unacked hash. ARGV[1]: the delivery tag. What kombu's ack does, in one command.
+FORGET = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('HDEL', KEYS[2], ARGV[1])
+"""
+
 
 # kombu's type stubs leave out the Redis channel's internals used here.
 RedisChannel: Any = kombu_redis.Channel
@@ -66,6 +76,13 @@ class QoS(RedisQoS):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recorded_by_take: set[str] = set()
+        self._forget: Any = None  # the FORGET script, on a client of the channel's connection pool
+
+    def _forget_in_redis(self, delivery_tag: str) -> None:
+        pool = self.channel.pool
+        if self._forget is None or self._forget.registered_client.connection_pool is not pool:
+            self._forget = self.channel.Client(connection_pool=pool).register_script(FORGET)
+        self._forget(keys=[self.unacked_index_key, self.unacked_key], args=[delivery_tag])
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self.recorded_by_take:
@@ -77,7 +94,11 @@ class QoS(RedisQoS):
 
     def ack(self, delivery_tag: str) -> None:
         try:
-            super().ack(delivery_tag)
+            if self.channel.global_keyprefix:  # keys would need the prefix inside the script: kombu's own way
+                super().ack(delivery_tag)
+            else:
+                self._forget_in_redis(delivery_tag)
+                virtual_QoS.ack(self, delivery_tag)
         except BaseException:
             self._quick_ack(delivery_tag)
             raise

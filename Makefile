@@ -125,7 +125,7 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 	  ruff check . && ruff format --check . && mypy && \
 	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
 	  shellcheck -x compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
-	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer compose/smoke/swarm-smoke compose/smoke/checks.sh \
+	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer compose/smoke/swarm-smoke compose/smoke/checks.sh compose/init/init-project \
 	    deploy/swarm/stack deploy/kubernetes/check .ci/run && \
 	  hadolint compose/Dockerfile compose/caddy/Dockerfile compose/pgbouncer/Dockerfile && \
 	  jactionlint --profile correctness && echo "lint: all clean"'
@@ -135,6 +135,12 @@ fmt: .env ## format and autofix with ruff
 	@$(COMPOSE) build --quiet web
 	$(TOOLS) --user "$(HOST_USER)" web bash -c 'ruff format . && ruff check --fix .'
 
+.PHONY: init
+init: ## make this clone your project: NAME=<package name> [EXAMPLES=keep|drop] [NEW_HISTORY=yes|no]
+	@bash compose/init/init-project "$(NAME)" "$(EXAMPLES)" "$(NEW_HISTORY)"
+	@if [ -f .env ]; then mv .env .env.before-init; echo "init: your .env is now .env.before-init"; fi
+	@$(MAKE) --no-print-directory .env
+
 .PHONY: clean
 clean: ## remove containers, volumes and the locally built images
 	$(COMPOSE) --profile "*" down --volumes --remove-orphans --rmi local
@@ -142,7 +148,7 @@ clean: ## remove containers, volumes and the locally built images
 # --- production ---
 # docker-compose.prod.yml, run as a compose project of its own (its containers, volumes and networks never mix
 # with the development stack's), with .env.prod as its environment. deploy/README.md is the guide.
-PROD_PROJECT ?= $(notdir $(CURDIR))-prod
+PROD_PROJECT ?= django-celery-stack-prod
 PROD_ENV ?= .env.prod
 # Your own docker-compose.prod.override.yml, when there is one, is layered on top (limits, secret files).
 PROD_FILES = -f docker-compose.prod.yml $(if $(wildcard docker-compose.prod.override.yml),-f docker-compose.prod.override.yml)
@@ -258,7 +264,7 @@ prod-clean: ## DELETE the production stack and its data (database, Redis, certif
 	$(PROD_COMPOSE) --profile "*" down --volumes --remove-orphans
 
 # --- Docker Swarm: deploy/swarm/stack.yml, the production stack on a cluster (deploy/README.md, "Docker Swarm") ---
-SWARM_STACK ?= $(subst .,-,$(notdir $(CURDIR)))-swarm
+SWARM_STACK ?= django-celery-stack-swarm
 # The swarm's service VIPs and ingress ports are built on the kernel's IPVS; where the Docker host has none
 # (some CI runners and sandboxed VMs), deploy/swarm/no-ipvs.yml is layered on. Set yes or no to decide yourself.
 SWARM_NO_IPVS ?= $(shell [ "$$(uname -s)" != Linux ] || [ -e /proc/net/ip_vs ] \

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods
 from config.api import BadRequest
 from home.selectors import stack_status_get
 
+# >>> example apps
 RECENT_LOGS = 5
 
 
@@ -29,12 +30,16 @@ def _uuid(raw: str | None) -> uuid.UUID | None:
         return None
 
 
+# <<< example apps
+
+
 def _demo_context(request: HttpRequest) -> dict[str, Any]:
-    context: dict[str, Any] = {
-        "has_logs": apps.is_installed("logs"),
-        "has_calc": apps.is_installed("calc"),
-        "has_heartbeat": apps.is_installed("heartbeat"),
-    }
+    """What the page shows of the example apps that are installed, and whether something sent is still pending."""
+    context: dict[str, Any] = {"refresh": False}
+    # >>> example apps
+    context["has_logs"] = apps.is_installed("logs")
+    context["has_calc"] = apps.is_installed("calc")
+    context["has_heartbeat"] = apps.is_installed("heartbeat")
     pending = False
     if context["has_logs"]:
         from logs.selectors import log_get, log_list
@@ -54,12 +59,14 @@ def _demo_context(request: HttpRequest) -> dict[str, Any]:
             context["sent_task"] = {"task_id": task_id, "outcome": outcome, "operation": request.GET.get("op", "")}
             pending = pending or not outcome.ready
     context["refresh"] = pending
+    # <<< example apps
     return context
 
 
 def _send(request: HttpRequest) -> HttpResponseRedirect:
     """The form's action, through the same services and checks as the JSON API; BadRequest says what is wrong."""
     action = request.POST.get("action", "")
+    # >>> example apps
     if action == "log" and apps.is_installed("logs"):
         from logs.services import log_enqueue
 
@@ -71,6 +78,7 @@ def _send(request: HttpRequest) -> HttpResponseRedirect:
         payload = {key: value for key, value in request.POST.items() if key in ("x", "y", "numbers")}
         result = calculation_start(operation=action, payload=payload)
         return HttpResponseRedirect(f"{reverse('home')}?task={result.id}&op={action}#try-calc")
+    # <<< example apps
     raise BadRequest(f"unknown action {action!r}")
 
 

@@ -207,7 +207,7 @@ def add_due_task(name: str) -> None:
     every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(
         name=name,
-        task="heartbeat.tasks.heartbeat_record_task",
+        task="diagnostics.tasks.noop_task",
         interval=every_second,
         last_run_at=timezone.now() - timedelta(hours=1),
     )
@@ -215,7 +215,7 @@ def add_due_task(name: str) -> None:
 
 class RecordingScheduler(LivenessDatabaseScheduler):
     """The real scheduler, lock and schedule in Postgres included; only the send is recorded instead of published,
-    so no heartbeat reaches the test worker."""
+    so no task reaches the test worker."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.sent: list[str] = []

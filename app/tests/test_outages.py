@@ -2,7 +2,6 @@
 retries what a retry can mend. The broker fault is real: the Celery app is pointed at a port nobody listens on."""
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
@@ -13,39 +12,15 @@ from django import db
 from celery_runtime.retries import RetryingTask, transient_retry_countdown
 from config.celery_app import app as celery_app
 from config.outages import is_transient_database_error, unavailable_dependency
-
-
-def _use_broker(url: str | None) -> None:
-    """Points the app's producers at `url` (broker_write_url: CELERY_BROKER_URL in the environment outranks
-    broker_url); new producer pools are made from the setting on next use."""
-    app: Any = celery_app
-    app.conf.update(broker_write_url=url)
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def broker_unreachable() -> Iterator[None]:
-    _use_broker("redis://127.0.0.1:1/0")  # nothing listens there: connection refused
-    try:
-        yield
-    finally:
-        _use_broker(None)
+from tests.outages import post_is_refused_with_a_bounded_503
 
 
 @pytest.mark.django_db(transaction=True)  # delay_on_commit publishes at once, outside a test transaction
-@pytest.mark.parametrize(("url", "body"), [("/logs/", {"text": "hello"}), ("/tasks/add/", {"x": 1, "y": 2})])
+@pytest.mark.urls("tests.urls")
 def test_enqueueing_with_the_broker_down_is_a_bounded_503_with_retry_after(
-    client: Any, broker_unreachable: None, url: str, body: dict[str, Any]
+    client: Any, broker_unreachable: None
 ) -> None:
-    started = time.monotonic()
-    response = client.post(url, body, content_type="application/json")
-    took = time.monotonic() - started
-    assert response.status_code == 503, response.content
-    assert response.json()["unavailable"] == "broker"
-    assert "broker" in response.json()["error"]
-    assert int(response["Retry-After"]) > 0
-    assert took < 6, f"the refusal took {took:.1f}s"
+    post_is_refused_with_a_bounded_503(client, "/test/enqueue/", {}, dependency="broker")
 
 
 @pytest.mark.django_db
@@ -88,11 +63,9 @@ def test_the_retries_outlast_a_restart_of_a_minute() -> None:
 
 
 def test_every_task_of_the_project_has_the_retrying_base() -> None:
-    from calc.tasks import add
-    from logs.tasks import log_write_task
-
-    assert isinstance(log_write_task, RetryingTask)
-    assert isinstance(add, RetryingTask)
+    ours = {name: task for name, task in celery_app.tasks.items() if not name.startswith("celery.")}
+    assert "diagnostics.tasks.noop_task" in ours
+    assert all(isinstance(task, RetryingTask) for task in ours.values()), ours
 
 
 @pytest.mark.django_db

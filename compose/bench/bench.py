@@ -183,7 +183,7 @@ class ConnectionPeak:
 
 def send(workload: str, tasks: int, report_to: str) -> None:
     for index in range(tasks):
-        kwargs = {"report_to": report_to, "sent_at": time.time()}
+        kwargs = {"report_to": report_to, "sent_at": time.time(), "report_batched": True}
         key = f"bench-{report_to}-{index}"
         if workload == "no-op":
             app.send_task("diagnostics.tasks.noop_task", kwargs=kwargs)
@@ -270,8 +270,8 @@ def side_by_side(
 
 
 def bench_results(*, round_trips: int = 100, burst: int = 200) -> dict[str, float]:
-    """What a caller of `add.delay(x, y).get()` waits, against the template's worker: one at a time, then many."""
-    from calc.tasks import add
+    """What a caller of `task.delay(x, y).get()` waits, against the template's worker: one at a time, then many."""
+    from diagnostics.tasks import sum_task as add
 
     for index in range(5):  # warm: the worker's pool, this process's connections
         add.delay(index, index).get(interval=0.002, timeout=30)
@@ -295,6 +295,7 @@ def bench_results(*, round_trips: int = 100, burst: int = 200) -> dict[str, floa
     }
 
 
+# >>> example apps
 def bench_web(*, clients: int = 16, requests_per_client: int = 150) -> dict[str, Any]:
     """POST /logs/ from `clients` keep-alive connections, each sending a fixed number of requests."""
     latencies: list[float] = []
@@ -334,6 +335,9 @@ def bench_web(*, clients: int = 16, requests_per_client: int = 150) -> dict[str,
         "p50_ms": round(percentile(latencies, 0.5), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1),
     }
+
+
+# <<< example apps
 
 
 def scaled(count: int) -> int:
@@ -392,7 +396,10 @@ def main() -> None:
         results = bench_results()
     finally:
         worker.stop()
-    web = bench_web()
+    web: dict[str, Any] | None = None
+    # >>> example apps
+    web = bench_web()  # POST /logs/ of the logs example
+    # <<< example apps
     report(cells, results, web)
 
 
@@ -402,7 +409,7 @@ def print_cell(cell: Cell) -> None:
     print(f"  measured {cell.worker:<22} {cell.workload:<20} {cell.tasks:>5} tasks  {rate}{peak}", flush=True)
 
 
-def report(cells: list[Cell], results: dict[str, float], web: dict[str, Any]) -> None:
+def report(cells: list[Cell], results: dict[str, float], web: dict[str, Any] | None) -> None:
     rate = {(cell.worker, cell.workload): cell.tasks_per_second for cell in cells}
     by_key = {(cell.worker, cell.workload): cell for cell in cells}
     several, single = f"gevent x{CORES} processes", "gevent x1 process"
@@ -455,7 +462,7 @@ def report(cells: list[Cell], results: dict[str, float], web: dict[str, Any]) ->
         print(f"  {name:<58} {value:8.2f}")
     print()
     print(
-        f"Results (add.delay(x, y).get(interval=0.002) from the compose network; gevent worker at concurrency "
+        f"Results (sum_task.delay(x, y).get(interval=0.002) from the compose network; gevent worker at concurrency "
         f"{settings.CELERY_WORKER_CONCURRENCY}, django-celery-results in Postgres)"
     )
     print(
@@ -466,12 +473,15 @@ def report(cells: list[Cell], results: dict[str, float], web: dict[str, Any]) ->
         f"  {results['burst']} sent at once, all read back: {results['burst_seconds']} s, "
         f"{results['burst_tasks_per_second']} tasks/s (target >= 250)"
     )
-    print()
-    print(f"Web: POST /logs/, {web['clients']} keep-alive clients x {web['requests'] // web['clients']} requests")
-    print(
-        f"  {web['requests_per_second']} requests/s, p50 {web['p50_ms']} ms, p99 {web['p99_ms']} ms, "
-        f"{web['errors']} errors (gunicorn {settings.WEB_CONCURRENCY} workers x {settings.GUNICORN_THREADS} threads)"
-    )
+    if web:
+        print()
+        per_client = web["requests"] // web["clients"]
+        print(f"Web: POST /logs/, {web['clients']} keep-alive clients x {per_client} requests")
+        print(
+            f"  {web['requests_per_second']} requests/s, p50 {web['p50_ms']} ms, p99 {web['p99_ms']} ms, "
+            f"{web['errors']} errors (gunicorn {settings.WEB_CONCURRENCY} workers x {settings.GUNICORN_THREADS} "
+            "threads)"
+        )
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(

@@ -104,6 +104,7 @@ def check_health() -> None:
     check("HTTPS responses carry HSTS", "max-age=" in hsts, hsts or "no Strict-Transport-Security header")
 
 
+# >>> example apps
 def post_log(text: str) -> str:
     response = post_json("/logs/", {"text": text})
     check("POST /logs/ over HTTPS is accepted (202)", response.status == 202, response)
@@ -113,6 +114,9 @@ def post_log(text: str) -> str:
     )
     check("the worker wrote the row, read back over HTTPS", written["text"] == text, written)
     return str(written["request_id"])
+
+
+# <<< example apps
 
 
 def check_redirect() -> None:
@@ -236,6 +240,7 @@ def flower_workers() -> list[str]:
     return sorted(name for name, info in (response.json() or {}).items() if info.get("stats"))
 
 
+# >>> example apps
 def load(stop_file: str, rate: float) -> bool:
     """A steady stream of POST /logs/ while something (a rolling update) happens, until stop_file exists; then
     every accepted row is read back. True when every request got a 2xx and every accepted row was written."""
@@ -283,20 +288,27 @@ def load(stop_file: str, rate: float) -> bool:
     return requests > 0 and non_2xx == 0 and not unwritten
 
 
+# <<< example apps
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["health"]:
         check_health()
         return
+    # >>> example apps
     if argv[:1] == ["post-log"] and len(argv) == 2:
         print(post_log(argv[1]))
         return
+    # <<< example apps
     if argv == ["flower-workers"]:
         print("\n".join(flower_workers()))
         return
+    # >>> example apps
     if argv[:1] == ["load"] and len(argv) in (2, 3):
         if not load(argv[1], float(argv[2]) if len(argv) == 3 else 10.0):
             sys.exit(1)
         return
+    # <<< example apps
     if argv:
         raise SystemExit(__doc__)
     check_health()
@@ -304,7 +316,9 @@ def main(argv: list[str]) -> None:
     check("the landing page is off in production (/ is a 404; DJANGO_LANDING_PAGE)", response.status == 404, response)
     check_redirect()
     check_static_files()
+    # >>> example apps
     post_log(f"prod smoke {uuid.uuid4()}")
+    # <<< example apps
     check_body_limit()
     check_flower()
     print("prod smoke (HTTP): all checks passed")

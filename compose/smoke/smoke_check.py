@@ -18,6 +18,7 @@ from checks import check, eventually
 WEB = os.environ.get("SMOKE_WEB_URL", "http://web:8000")
 FLOWER = os.environ.get("SMOKE_FLOWER_URL", "http://flower:5555")
 FLOWER_CREDENTIALS = f"{os.environ['FLOWER_USER']}:{os.environ['FLOWER_PASSWORD']}"
+RUNTIME_REPORT = "diagnostics.tasks.runtime_report_task"
 FLOWER_AUTH = "Basic " + base64.b64encode(FLOWER_CREDENTIALS.encode()).decode()
 
 
@@ -60,25 +61,6 @@ def main() -> None:
         page[:300],
     )
 
-    status, body = request("POST", f"{WEB}/logs/", {"text": "smoke test"}, form=True)
-    check("POST /logs/ is accepted (202)", status == 202, (status, body))
-    url = body["url"]
-    row = eventually(lambda: (r := request("GET", f"{WEB}{url}"))[0] == 200 and r[1], timeout=15, what="log row")
-    check("the worker wrote the log row", row["text"] == "smoke test", row)
-    status, body = request("GET", f"{WEB}/logs/")
-    check("GET /logs/ lists it", any(log["request_id"] == row["request_id"] for log in body["logs"]), body)
-
-    for payload in ({}, {"text": ""}, {"text": "x" * 256}, {"text": 5}):
-        status, body = request("POST", f"{WEB}/logs/", payload)
-        rejected = status == 400 and bool(body.get("error"))
-        check(f"POST /logs/ {json.dumps(payload)[:30]} is a 400 with a reason", rejected, body)
-
-    status, body = request("POST", f"{WEB}/tasks/add/", {"x": 20, "y": 22})
-    check("POST /tasks/add/ is accepted", status == 202, body)
-    task_id, task_url = body["task_id"], body["url"]
-    result = eventually(lambda: (r := request("GET", f"{WEB}{task_url}")[1])["ready"] and r, timeout=15, what="add")
-    check("the add result is read back by task id", result["state"] == "SUCCESS" and result["result"] == 42, result)
-
     status, _ = request("GET", f"{FLOWER}/api/workers")
     check("Flower without credentials answers 401", status == 401, status)
     workers = eventually(
@@ -104,6 +86,23 @@ def main() -> None:
         ),
         {"pools": pools, "configured": configured},
     )
+    # A task sent through Flower's API (authenticated), run by the worker, its result read back from Postgres.
+    status, body = request("POST", f"{FLOWER}/api/task/async-apply/{RUNTIME_REPORT}", {}, auth=FLOWER_AUTH)
+    check("Flower sends a task to the worker", status == 200 and "task-id" in body, (status, body))
+    task_id = body["task-id"]
+    report = eventually(
+        lambda: (
+            (r := request("GET", f"{FLOWER}/api/task/result/{task_id}", auth=FLOWER_AUTH)[1]).get("state") == "SUCCESS"
+            and r["result"]
+        ),
+        timeout=15,
+        what="the worker's runtime report",
+    )
+    check(
+        "the worker ran it on gevent, with psycopg2 cooperative and a connection per greenlet",
+        report["gevent_patched"] and report["connections_greenlet_local"] and report["psycopg2_wait_callback"],
+        report,
+    )
     task = eventually(
         lambda: (
             (t := request("GET", f"{FLOWER}/api/task/info/{task_id}", auth=FLOWER_AUTH))[0] == 200
@@ -113,10 +112,31 @@ def main() -> None:
         timeout=15,
         what="flower task info",
     )
-    check("Flower shows the add task succeeded", task["state"] == "SUCCESS", task)
+    check("Flower shows the task succeeded", task["state"] == "SUCCESS", task)
+
+    # >>> example apps
+    status, body = request("POST", f"{WEB}/logs/", {"text": "smoke test"}, form=True)
+    check("POST /logs/ is accepted (202)", status == 202, (status, body))
+    url = body["url"]
+    row = eventually(lambda: (r := request("GET", f"{WEB}{url}"))[0] == 200 and r[1], timeout=15, what="log row")
+    check("the worker wrote the log row", row["text"] == "smoke test", row)
+    status, body = request("GET", f"{WEB}/logs/")
+    check("GET /logs/ lists it", any(log["request_id"] == row["request_id"] for log in body["logs"]), body)
+
+    for payload in ({}, {"text": ""}, {"text": "x" * 256}, {"text": 5}):
+        status, body = request("POST", f"{WEB}/logs/", payload)
+        rejected = status == 400 and bool(body.get("error"))
+        check(f"POST /logs/ {json.dumps(payload)[:30]} is a 400 with a reason", rejected, body)
+
+    status, body = request("POST", f"{WEB}/tasks/add/", {"x": 20, "y": 22})
+    check("POST /tasks/add/ is accepted", status == 202, body)
+    task_id, task_url = body["task_id"], body["url"]
+    result = eventually(lambda: (r := request("GET", f"{WEB}{task_url}")[1])["ready"] and r, timeout=15, what="add")
+    check("the add result is read back by task id", result["state"] == "SUCCESS" and result["result"] == 42, result)
 
     beats = eventually(lambda: request("GET", f"{WEB}/heartbeats/")[1]["heartbeats"], timeout=60, what="beat's run")
     check("beat's periodic task has run", beats[0]["runs"] >= 1, beats)
+    # <<< example apps
     print("smoke: all checks passed")
 
 

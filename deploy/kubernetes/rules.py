@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-APP = "django-celery-app"  # the app's pods: label app.kubernetes.io/name
+APP = "django-celery-stack"  # the app's pods: label app.kubernetes.io/name
 APP_UID = 1000  # the image's app user and group (compose/Dockerfile)
 SOFT_SHUTDOWN_SECONDS = 60  # CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT's default (config/settings/base.py)
 SHUTDOWN_MARGIN_SECONDS = 15  # as make prod-config asks of the worker's stop_grace_period

@@ -34,10 +34,12 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "home",
+    "diagnostics",
+    # >>> example apps: `make init EXAMPLES=drop` removes them, with everything between these two lines
     "logs",
     "calc",
     "heartbeat",
-    "diagnostics",
+    # <<< example apps
 ]
 
 # The landing page at / (home): which services are up, links, the example tasks to try. On in development
@@ -197,11 +199,13 @@ CELERY_BEAT_SCHEDULER = "celery_runtime.beat_scheduler:LivenessDatabaseScheduler
 # How often beat looks at the schedule in Postgres: an edit in the admin takes effect within this many seconds.
 CELERY_BEAT_MAX_LOOP_INTERVAL = 15
 # Copied into django-celery-beat's tables when beat starts; edit the run there (admin) or here.
-CELERY_BEAT_SCHEDULE = {
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # >>> example apps
     "record-heartbeat": {
         "task": "heartbeat.tasks.heartbeat_record_task",
         "schedule": 30.0,  # every 30 seconds: often enough to watch on a fresh stack
     },
+    # <<< example apps
 }
 _transport_option_defaults = CELERY_BROKER_TRANSPORT_OPTIONS
 globals().update(celery_settings_from_env())

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from config.celery_app import app as celery_app
-
 WORKER_APPLICATION_NAME = "test-worker"
 
 
@@ -25,22 +23,6 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, message: str) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} (waited {timeout}s)")
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="session")
-def worker_stats() -> dict[str, Any]:
-    """The test worker's own report of itself; fails the tests at once when no worker is consuming."""
-    replies: Any = celery_app.control.inspect(timeout=5).stats() or {}
-    if not replies:
-        pytest.fail("no Celery worker answered on the test broker: start it with `make test`")
-    celery_app.control.purge()  # anything left over from an interrupted run
-    return next(iter(replies.values()))
-
-
-@pytest.fixture
-def worker(worker_stats: dict[str, Any], transactional_db: None) -> dict[str, Any]:
-    """Committed rows (so the worker sees them), flushed after the test."""
-    return worker_stats
 
 
 def start_gevent_worker(

@@ -6,11 +6,15 @@ from typing import Any
 
 import pytest
 from django.db import IntegrityError
+from django_celery_results.models import TaskResult
 
 from diagnostics.models import ProbeRecord
-from diagnostics.tasks import database_sleep_insert_task, probe_insert_task, runtime_report_task
-from logs.models import Log
-from logs.tasks import log_write_task
+from diagnostics.tasks import (
+    database_insert_select_task,
+    database_sleep_insert_task,
+    probe_insert_task,
+    runtime_report_task,
+)
 from tests.worker.conftest import connection_count, wait_until
 
 pytestmark = pytest.mark.worker
@@ -34,41 +38,17 @@ def test_the_orm_setup_inside_the_worker_is_the_gevent_safe_one(worker: dict[str
     assert report["database_pool_size"] == POOL_SIZE
 
 
-def test_post_logs_is_written_by_the_worker(worker: dict[str, Any], client: Any) -> None:
-    response = client.post("/logs/", {"text": "written by the gevent worker"})
-    assert response.status_code == 202
-    url = response.json()["url"]
-    body = wait_until(
-        lambda: client.get(url).status_code == 200 and client.get(url).json(), timeout=10, message="row not written"
-    )
-    assert body["text"] == "written by the gevent worker"
-
-
-def test_an_add_result_is_read_back_by_task_id(worker: dict[str, Any], client: Any) -> None:
-    url = client.post("/tasks/add/", {"x": 19, "y": 23}, content_type="application/json").json()["url"]
-    status = wait_until(lambda: (s := client.get(url).json())["ready"] and s, timeout=10, message="add never finished")
-    assert status == {"task_id": url.split("/")[-2], "state": "SUCCESS", "ready": True, "result": 42, "error": None}
-
-
-def test_the_debug_task_runs_on_the_worker(worker: dict[str, Any], client: Any) -> None:
-    url = client.post("/tasks/debug/").json()["url"]
-    status = wait_until(lambda: (s := client.get(url).json())["ready"] and s, timeout=10, message="debug_task")
-    assert status["state"] == "SUCCESS"
-    assert status["result"]["hostname"].startswith("celery@")
-    assert status["result"]["delivery_info"]["routing_key"] == "celery"
-
-
 def test_a_thousand_orm_writes_at_concurrency_50_give_exactly_a_thousand_rows(
     worker: dict[str, Any], connection_sampler: Any
 ) -> None:
-    request_ids = [uuid.uuid4() for _ in range(1000)]
+    keys = [f"burst-{uuid.uuid4().hex}" for _ in range(1000)]
     with connection_sampler() as sampler:
-        for index, request_id in enumerate(request_ids):
-            log_write_task.delay(str(request_id), f"burst {index}")
-        wait_until(lambda: Log.objects.count() >= 1000, timeout=90, message="the burst did not finish")
-    time.sleep(0.5)  # a redelivered or duplicated task would show up now
-    assert Log.objects.count() == 1000
-    assert set(Log.objects.values_list("request_id", flat=True)) == set(request_ids)
+        for key in keys:
+            database_insert_select_task.delay(key)
+        wait_until(lambda: ProbeRecord.objects.count() >= 1000, timeout=90, message="the burst did not finish")
+    time.sleep(0.5)  # a redelivered or duplicated task would show up now (each key is unique: it would fail)
+    assert ProbeRecord.objects.count() == 1000
+    assert set(ProbeRecord.objects.values_list("key", flat=True)) == set(keys)
     assert max(sampler.samples) <= POOL_SIZE, f"worker held {max(sampler.samples)} connections"
     # Kept open for the next tasks, within the pool's size.
     assert connection_count() <= POOL_SIZE
@@ -88,14 +68,14 @@ def test_database_waits_are_cooperative(worker: dict[str, Any], connection_sampl
     assert max(sampler.samples) == POOL_SIZE, "the sleeps did not overlap"
 
 
-def test_a_failed_task_rolls_back_and_the_next_task_works(worker: dict[str, Any], client: Any) -> None:
+def test_a_failed_task_rolls_back_and_the_next_task_works(worker: dict[str, Any]) -> None:
     assert probe_insert_task.delay("unique-key").get(timeout=10) > 0
     duplicate = probe_insert_task.delay("unique-key")
     with pytest.raises(IntegrityError):
         duplicate.get(timeout=10)
-    status = client.get(f"/tasks/{duplicate.id}/").json()
-    assert status["state"] == "FAILURE"
-    assert "IntegrityError" in status["error"]
+    stored = TaskResult.objects.get(task_id=duplicate.id)
+    assert stored.status == "FAILURE"
+    assert "IntegrityError" in stored.result
     # Every greenlet that runs next gets a clean connection: no "current transaction is aborted".
     results = [probe_insert_task.delay(f"after-failure-{index}") for index in range(2 * CONCURRENCY)]
     assert all(result.get(timeout=20) > 0 for result in results)

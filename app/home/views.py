@@ -34,7 +34,7 @@ def _uuid(raw: str | None) -> uuid.UUID | None:
 
 
 def _demo_context(request: HttpRequest) -> dict[str, Any]:
-    """What the page shows of the example apps that are installed, and whether something sent is still pending."""
+    """What the page shows of the example apps, and whether something sent to the worker is still pending."""
     context: dict[str, Any] = {"refresh": False}
     # >>> example apps
     context["has_logs"] = apps.is_installed("logs")

@@ -163,6 +163,8 @@ class Channel(RedisChannel):
     _queues_were_empty = False
     _sent: str | None = None
 
+    _undelivered: list[dict[str, Any]]  # taken by the last take, not yet handed to the consumer
+
     def close(self) -> None:
         # Before kombu's close, which restores what is still delivered and drops the clients.
         if self._qos is not None:
@@ -170,6 +172,12 @@ class Channel(RedisChannel):
                 self.qos.forget_acknowledged()
             except Exception as exc:  # noqa: BLE001 - closing goes on: those messages run again later
                 logger.warning("could not remove acknowledged messages from Redis at close: %s", exc)
+            for message in getattr(self, "_undelivered", ()):
+                try:
+                    self.qos.restore_by_tag(message["properties"]["delivery_tag"], leftmost=True)
+                except Exception as exc:  # noqa: BLE001 - the sweep hands it out after the visibility timeout
+                    logger.warning("could not put a message taken but not delivered back in the queue: %s", exc)
+            self._undelivered = []
         super().close()
 
     def _brpop_start(self, timeout: float | None = None) -> None:
@@ -216,15 +224,18 @@ class Channel(RedisChannel):
             key, items = reply
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
-            messages = [loads(bytes_to_str(item)) for item in items]
-            for message in messages:
-                self.qos.recorded_by_take.add(message["properties"]["delivery_tag"])
-            for message in messages:
-                self.connection._deliver(message, queue)
-            return True
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+        messages = [loads(bytes_to_str(item)) for item in items]
+        for message in messages:
+            self.qos.recorded_by_take.add(message["properties"]["delivery_tag"])
+        # Delivering one can wait (the gevent pool's consumer waits for a free greenlet); what a close finds
+        # still undelivered goes back to the queue then, not after the visibility timeout.
+        self._undelivered = messages
+        while self._undelivered:
+            self.connection._deliver(self._undelivered.pop(0), queue)
+        return True
 
 
 class Transport(RedisTransport):

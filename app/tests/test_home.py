@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from tests.landing_page import form_is_refused_with_the_reason
+
 pytestmark = pytest.mark.django_db
 
 
@@ -36,6 +38,4 @@ def test_the_page_is_a_404_when_turned_off(client: Any) -> None:
 
 
 def test_an_unknown_action_is_a_400_with_the_reason(client: Any) -> None:
-    response = client.post("/", {"action": "divide"})
-    assert response.status_code == 400
-    assert "Not sent:</strong> unknown action &#x27;divide&#x27;" in response.content.decode()
+    form_is_refused_with_the_reason(client, {"action": "divide"}, "unknown action &#x27;divide&#x27;")

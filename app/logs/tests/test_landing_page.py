@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from logs.models import Log
+from tests.landing_page import form_is_refused_with_the_reason
 
 pytestmark = pytest.mark.django_db
 
@@ -42,8 +43,5 @@ def test_a_text_not_written_yet_shows_queued_and_the_page_reloads(client: Any) -
 def test_bad_input_is_a_400_with_the_apis_reason_and_sends_nothing(
     client: Any, celery_eager: None, form: dict[str, str], reason: str
 ) -> None:
-    response = client.post("/", form)
-    assert response.status_code == 400
-    page = response.content.decode()
-    assert "Not sent:</strong> " + reason in page, page[page.find('id="error"') :][:300]
+    form_is_refused_with_the_reason(client, form, reason)
     assert not Log.objects.exists()

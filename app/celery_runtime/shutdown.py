@@ -89,17 +89,6 @@ class SoftShutdownWorker(Worker):
             logger.info("soft shutdown: the running tasks finished")
 
     def requeue_unfinished_tasks(self) -> None:
-        # Taken but not started first (a greenlet of the consumer waits for a free one of the pool): stopping a
-        # running task frees a greenlet, where the pool would start one of these, only for the exit to stop it
-        # and the pool to report it a success, acknowledging its message.
-        for request in tuple(state.reserved_requests):
-            if request in state.active_requests or not request.task.acks_late or request.acknowledged:
-                continue
-            logger.warning("soft shutdown: %s[%s], not started, goes back to the queue", request.name, request.id)
-            try:
-                request.reject(requeue=True)
-            except Exception:  # the broker is gone: Redis hands the task out again after the visibility timeout
-                logger.exception("soft shutdown: could not requeue %s[%s]", request.name, request.id)
         for request in tuple(state.active_requests):
             if request.task.acks_late and not request.acknowledged:
                 logger.warning("soft shutdown: %s[%s] goes back to the queue", request.name, request.id)

@@ -172,12 +172,7 @@ class Channel(RedisChannel):
                 self.qos.forget_acknowledged()
             except Exception as exc:  # noqa: BLE001 - closing goes on: those messages run again later
                 logger.warning("could not remove acknowledged messages from Redis at close: %s", exc)
-            for message in getattr(self, "_undelivered", ()):
-                try:
-                    self.qos.restore_by_tag(message["properties"]["delivery_tag"], leftmost=True)
-                except Exception as exc:  # noqa: BLE001 - the sweep hands it out after the visibility timeout
-                    logger.warning("could not put a message taken but not delivered back in the queue: %s", exc)
-            self._undelivered = []
+            self._requeue_undelivered()
         super().close()
 
     def _brpop_start(self, timeout: float | None = None) -> None:
@@ -230,12 +225,24 @@ class Channel(RedisChannel):
         messages = [loads(bytes_to_str(item)) for item in items]
         for message in messages:
             self.qos.recorded_by_take.add(message["properties"]["delivery_tag"])
-        # Delivering one can wait (the gevent pool's consumer waits for a free greenlet); what a close finds
-        # still undelivered goes back to the queue then, not after the visibility timeout.
+        # Delivering one can wait (the gevent pool's consumer waits for a free greenlet). Meanwhile a cancel
+        # (a soft shutdown's, say) waits for this read to end, kombu's guard against delivering after it: the
+        # rest of the take goes back to the queue then, and so does what a close finds still undelivered.
         self._undelivered = messages
         while self._undelivered:
+            if self.connection.cycle.after_read:
+                self._requeue_undelivered()
+                break
             self.connection._deliver(self._undelivered.pop(0), queue)
         return True
+
+    def _requeue_undelivered(self) -> None:
+        undelivered, self._undelivered = getattr(self, "_undelivered", []), []
+        for message in undelivered:
+            try:
+                self.qos.restore_by_tag(message["properties"]["delivery_tag"], leftmost=True)
+            except Exception as exc:  # noqa: BLE001 - the sweep hands it out after the visibility timeout
+                logger.warning("could not put a message taken but not delivered back in the queue: %s", exc)
 
 
 class Transport(RedisTransport):

@@ -97,20 +97,26 @@ class QoS(RedisQoS):
         self._forget: Any = None  # the FORGET script, on a client of the channel's connection pool
         self._to_forget: list[str] = []
         self._forget_due = False
+        # Acks come from the consumer, batches leave from a timer: a thread of its own under prefork.
+        self._to_forget_lock = threading.Lock()
 
     def _forget_in_redis(self, delivery_tag: str) -> None:
-        self._to_forget.append(delivery_tag)
-        if len(self._to_forget) >= FORGET_BATCH:
+        with self._to_forget_lock:
+            self._to_forget.append(delivery_tag)
+            full = len(self._to_forget) >= FORGET_BATCH
+            start_timer = not full and not self._forget_due
+            self._forget_due = self._forget_due or start_timer
+        if full:
             self.forget_acknowledged()
-        elif not self._forget_due:
-            self._forget_due = True
+        elif start_timer:
             timer = threading.Timer(FORGET_DELAY_SECONDS, self._forget_acknowledged_logged)
             timer.daemon = True
             timer.start()
 
     def forget_acknowledged(self) -> None:
         """Removes the acknowledged messages from Redis's unacked records, in one command."""
-        tags, self._to_forget, self._forget_due = self._to_forget, [], False
+        with self._to_forget_lock:
+            tags, self._to_forget, self._forget_due = self._to_forget, [], False
         if not tags:
             return
         pool = self.channel.pool

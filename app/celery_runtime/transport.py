@@ -59,7 +59,7 @@ return false
 # to Redis brings several, where one each made Redis's share of a no-op task the largest after the worker's own.
 TAKE_AT_MOST = 16
 
-# KEYS: the unacked index, the unacked hash. ARGV[1]: the delivery tag. What kombu's ack does, in one command.
+# KEYS: the unacked index, the unacked hash. ARGV: the delivery tags. What kombu's ack does, for many in one command.
 FORGET = """
 redis.call('ZREM', KEYS[1], unpack(ARGV))
 return redis.call('HDEL', KEYS[2], unpack(ARGV))

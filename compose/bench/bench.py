@@ -270,18 +270,18 @@ def side_by_side(
 
 
 def bench_results(*, round_trips: int = 100, burst: int = 200) -> dict[str, float]:
-    """What a caller of `task.delay(x, y).get()` waits, against the template's worker: one at a time, then many."""
-    from diagnostics.tasks import sum_task as add
+    """What a caller of `sum_task.delay(x, y).get()` waits, against the template's worker: one at a time, then many."""
+    from diagnostics.tasks import sum_task
 
     for index in range(5):  # warm: the worker's pool, this process's connections
-        add.delay(index, index).get(interval=0.002, timeout=30)
+        sum_task.delay(index, index).get(interval=0.002, timeout=30)
     waits = []
     for index in range(round_trips):
         sent = time.perf_counter()
-        assert add.delay(index, index).get(interval=0.002, timeout=30) == 2 * index
+        assert sum_task.delay(index, index).get(interval=0.002, timeout=30) == 2 * index
         waits.append((time.perf_counter() - sent) * 1000)
     started = time.perf_counter()
-    results = [add.delay(index, 1) for index in range(burst)]
+    results = [sum_task.delay(index, 1) for index in range(burst)]
     values = [result.get(interval=0.002, timeout=60) for result in results]
     seconds = time.perf_counter() - started
     assert values == [index + 1 for index in range(burst)]

@@ -26,6 +26,11 @@ SHOW_UNHEALTHY = for service in $$($(1) ps -a --format '{{.Service}}:{{.State}}:
 	  | awk -F: '$$3 != "healthy" && !($$2 == "exited" && $$4 == 0) {print $$1}' | sort -u); do \
 	  echo "--- $$service is not healthy; its last log lines:"; $(1) logs --no-log-prefix --tail 40 "$$service"; done
 
+# A variable's value as Compose reads the env files (quotes, ${...}, comments), for a recipe's shell: env files are
+# never sourced as shell code, which Compose's syntax is not. $(1): the compose command, $(2): the name, $(3): the
+# value when it is unset or empty.
+ENV_VALUE = $$($(1) config --environment | sed -n 's/^$(2)=//p' | grep . || echo '$(3)')
+
 # For the recipes that write env files: `secret N` prints N random letters and digits.
 DEFINE_SECRET = secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$$1"; }
 
@@ -44,10 +49,9 @@ build: .env ## build the development image
 .PHONY: up
 up: .env ## build, start every service, wait until all are healthy, print the URLs
 	@$(COMPOSE) up -d --build --wait --wait-timeout 180 || { $(call SHOW_UNHEALTHY,$(COMPOSE)); exit 1; }
-	@. ./.env; \
-	echo ""; \
-	echo "  Django   http://localhost:$${WEB_PORT:-8000}/        (admin: /admin/, create a user with 'make createsuperuser')"; \
-	echo "  Flower   http://localhost:$${FLOWER_PORT:-5555}/    (user $$FLOWER_USER, password FLOWER_PASSWORD in .env)"; \
+	@echo ""; \
+	echo "  Django   http://localhost:$(call ENV_VALUE,$(COMPOSE),WEB_PORT,8000)/        (admin: /admin/, create a user with 'make createsuperuser')"; \
+	echo "  Flower   http://localhost:$(call ENV_VALUE,$(COMPOSE),FLOWER_PORT,5555)/    (user $(call ENV_VALUE,$(COMPOSE),FLOWER_USER,), password FLOWER_PASSWORD in .env)"; \
 	echo ""
 
 .PHONY: down
@@ -120,7 +124,7 @@ bench-stack: .env ## time make up, measure the stack's memory and idle CPU, and 
 lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, hadolint, actionlint (jactionlint)
 	@$(COMPOSE) build --quiet web
 	$(COMPOSE) config -q
-	$(COMPOSE) -f docker-compose.prod.yml --env-file .env.prod.example config -q
+	PROD_ENV_FILE=.env.prod.example $(COMPOSE) -f docker-compose.prod.yml --env-file .env.prod.example config -q
 	$(TOOLS) web bash -euo pipefail -c '\
 	  ruff check . && ruff format --check . && mypy && \
 	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
@@ -153,7 +157,10 @@ PROD_ENV ?= .env.prod
 # Your own docker-compose.prod.override.yml, when there is one, is layered on top (limits, secret files).
 PROD_FILES = -f docker-compose.prod.yml $(if $(wildcard docker-compose.prod.override.yml),-f docker-compose.prod.override.yml)
 # Commands that only stop or list (prod-down, prod-ps, ...) work before .env.prod exists, with the example's values.
-PROD_COMPOSE = $(COMPOSE) -p $(PROD_PROJECT) $(PROD_FILES) --env-file $(or $(wildcard $(PROD_ENV)),.env.prod.example)
+PROD_ENV_IN_USE = $(or $(wildcard $(PROD_ENV)),.env.prod.example)
+PROD_COMPOSE = $(COMPOSE) -p $(PROD_PROJECT) $(PROD_FILES) --env-file $(PROD_ENV_IN_USE)
+# The same file is the app containers' env_file (docker-compose.prod.yml): every variable in it reaches them.
+export PROD_ENV_FILE = $(abspath $(PROD_ENV_IN_USE))
 # What `make prod-env` (or a first prod-up) writes into .env.prod: the site's domain, and `internal` (Caddy's own
 # CA, for a test machine) or the email address the CA writes to about a real certificate.
 DOMAIN ?= localhost
@@ -194,14 +201,22 @@ prod-config: ## render and validate docker-compose.prod.yml against its rules (w
 prod-build: $(PROD_ENV) ## build the production images
 	$(PROD_COMPOSE) build $(ARGS)
 
+# The settings the env file gives, checked by the image just built before compose replaces any running container:
+# a misspelt CELERY_ name or a malformed value stops here, named, and the site keeps running on the old ones.
+PROD_CHECK_SETTINGS = $(PROD_COMPOSE) run --rm --no-deps -T --entrypoint python migrate \
+	manage.py check --deploy --fail-level WARNING
+
 .PHONY: prod-up
 prod-up: $(PROD_ENV) ## build, migrate and start the production stack, wait until all is healthy (ARGS="--scale worker=2")
+	$(PROD_COMPOSE) build
+	@$(PROD_CHECK_SETTINGS) || { echo "$(PROD_ENV): refused (above); nothing was replaced"; exit 1; }
 	@$(PROD_COMPOSE) up -d --build --remove-orphans --wait --wait-timeout 300 $(ARGS) \
 	  || { $(call SHOW_UNHEALTHY,$(PROD_COMPOSE)); exit 1; }
-	@. "$(abspath $(PROD_ENV))"; port=":$${HTTPS_PORT:-443}"; [ "$$port" != ":443" ] || port=""; \
+	@site="https://$(call ENV_VALUE,$(PROD_COMPOSE),DOMAIN,)$$(port=$(call ENV_VALUE,$(PROD_COMPOSE),HTTPS_PORT,443); \
+	  [ "$$port" = 443 ] || echo ":$$port")"; \
 	echo ""; \
-	echo "  Site     https://$${DOMAIN}$${port}/         (admin: /admin/; make prod-manage ARGS=createsuperuser)"; \
-	echo "  Flower   https://$${DOMAIN}$${port}/flower/  (user $${FLOWER_USER:-}, password FLOWER_PASSWORD in $(PROD_ENV))"; \
+	echo "  Site     $$site/         (admin: /admin/; make prod-manage ARGS=createsuperuser)"; \
+	echo "  Flower   $$site/flower/  (user $(call ENV_VALUE,$(PROD_COMPOSE),FLOWER_USER,), password FLOWER_PASSWORD in $(PROD_ENV))"; \
 	echo ""
 
 .PHONY: prod-roll

@@ -16,3 +16,18 @@ within() {
     sleep 1
   done
 }
+# What the running workers report (`celery inspect conf`) for the task time limit and the broker transport's
+# visibility_timeout, unacked_restore_interval and socket_timeout, one line for all of them when they agree.
+# "$@" runs a command in an app container (`docker exec <id>`, `docker compose exec -T worker`).
+celery_conf() {
+  "$@" python manage.py shell --verbosity 0 -c '
+from config.celery_app import app
+seen = set()
+for conf in (app.control.inspect(timeout=5).conf() or {}).values():
+    # Under the names of the Django settings, which the app reads with the namespace CELERY.
+    options = conf.get("CELERY_BROKER_TRANSPORT_OPTIONS") or {}
+    keys = ("visibility_timeout", "unacked_restore_interval", "socket_timeout")
+    seen.add(" ".join(str(value) for value in (conf.get("CELERY_TASK_TIME_LIMIT"), *(options.get(key) for key in keys))))
+print(" | ".join(sorted(seen)) or "no worker answered")
+'
+}

@@ -219,7 +219,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("max_connections", int(CELERY_WORKER_
 # How many worker processes share Postgres, so each can check at start-up that all their pools fit beside the
 # web's connections (celery_runtime.green): start-worker sets WORKER_PROCESSES to the processes it starts in its
 # container; WORKER_REPLICAS is the number of worker containers, where the deployment fixes it.
-WORKER_PROCESSES = env.int("WORKER_PROCESSES", default=1)
+# `auto`, the env files' default, is for start-worker to turn into a number before Celery starts; the other
+# processes (web, beat, migrate), which read the same env file, do not count worker processes.
+WORKER_PROCESSES = 1 if env.str("WORKER_PROCESSES", default="1") == "auto" else env.int("WORKER_PROCESSES", default=1)
 WORKER_REPLICAS = env.int("WORKER_REPLICAS", default=1)
 # Touched by each worker process while it consumes, for the container healthcheck (celery_runtime.probes).
 WORKER_LIVENESS_FILE = env.str("WORKER_LIVENESS_FILE", default="/tmp/celery-worker-alive")

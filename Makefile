@@ -317,6 +317,7 @@ swarm-clean: ## DELETE the swarm stack and its data volumes: make swarm-clean CO
 
 # --- Kubernetes: deploy/kubernetes/, Kustomize (deploy/kubernetes/README.md). No cluster is needed to check it ---
 .PHONY: k8s-check
-k8s-check: ## render both Kustomize overlays and validate every object (two Kubernetes versions, KEDA's schema)
-	docker run --rm -v "$(CURDIR):/src:ro" -v k8s-check-pip-cache:/root/.cache/pip -w /src $(PYTHON_IMAGE) \
-	  bash deploy/kubernetes/check
+k8s-check: .env ## render both Kustomize overlays, validate every object (two Kubernetes versions, KEDA's schema) and the app's settings
+	@$(COMPOSE) build --quiet web
+	$(COMPOSE) run --rm --no-deps --entrypoint "" --user 0:0 -e HOME=/root -v "$(CURDIR):/src:ro" \
+	  -v k8s-check-pip-cache:/root/.cache/pip -w /src web bash deploy/kubernetes/check

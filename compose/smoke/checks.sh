@@ -27,7 +27,8 @@ for conf in (app.control.inspect(timeout=5).conf() or {}).values():
     # Under the names of the Django settings, which the app reads with the namespace CELERY.
     options = conf.get("CELERY_BROKER_TRANSPORT_OPTIONS") or {}
     keys = ("visibility_timeout", "unacked_restore_interval", "socket_timeout")
-    seen.add(" ".join(str(value) for value in (conf.get("CELERY_TASK_TIME_LIMIT"), *(options.get(key) for key in keys))))
+    values = (conf.get("CELERY_TASK_TIME_LIMIT"), *(options.get(key) for key in keys))
+    seen.add(" ".join(f"{value:g}" if isinstance(value, float) else str(value) for value in values))
 print(" | ".join(sorted(seen)) or "no worker answered")
 '
 }

@@ -6,11 +6,13 @@
 
 Writes every object to OUT_DIR/kubernetes/ (built-in kinds, for kubernetes-validate) or
 OUT_DIR/crd/<group>/<kind>_<version>/ (custom resources, validated against schemas/<group>/<kind>_<version>.json),
-then prints each broken rule and exits 1 if there is one. Needs PyYAML.
+and the environment of every app container to OUT_DIR/app-environments.json (for settings_check.py), then prints
+each broken rule and exits 1 if there is one. Needs PyYAML.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -80,6 +82,27 @@ def env_value(container: dict[str, Any], name: str, config: dict[str, dict[str, 
         if name in data:
             return data[name]
     return None
+
+
+def app_environments(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each app container's environment as the kubelet would set it from its ConfigMaps and literal values.
+
+    Values from elsewhere (secrets, the Downward API) are left out: settings_check.py stands in for the secrets.
+    """
+    config = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+    found = []
+    for obj in objects:
+        if obj["kind"] not in POD_KINDS:
+            continue
+        if obj["spec"]["template"]["metadata"].get("labels", {}).get("app.kubernetes.io/name") != APP:
+            continue
+        for container in containers(pod_spec(obj)):
+            environment: dict[str, str] = {}
+            for source in container.get("envFrom", []):
+                environment |= config.get(source.get("configMapRef", {}).get("name", ""), {})
+            environment |= {v["name"]: v["value"] for v in container.get("env", []) if "value" in v}
+            found.append({"where": f"{name_of(obj)} container {container['name']}", "environment": environment})
+    return found
 
 
 def cpu_cores(quantity: str) -> float:
@@ -225,6 +248,8 @@ def main() -> None:
     overlay, rendered, out_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     objects = [obj for obj in yaml.safe_load_all(rendered.read_text(encoding="utf-8")) if obj]
     split(objects, out_dir)
+    environments = json.dumps(app_environments(objects), indent=1)
+    (out_dir / "app-environments.json").write_text(environments, encoding="utf-8")
     try:
         check(overlay, objects)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, StopIteration) as exc:

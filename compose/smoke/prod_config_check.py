@@ -108,6 +108,15 @@ def rules(services: dict[str, Service], networks: dict[str, Any]) -> list[tuple[
         module_ok = environment.get("DJANGO_SETTINGS_MODULE") == "config.settings.production"
         return module_ok and (name != "worker" or environment.get("DJANGO_CONN_MAX_AGE") == "0")
 
+    def no_data_passwords(name: str, service: Service) -> bool:
+        # The app gets the whole env file (env_file), but not the data services' passwords: its credentials are
+        # inside DATABASE_URL and CELERY_BROKER_URL. Flower's password reaches Flower only.
+        if service.get("image") not in built_images or name == PUBLISHER:
+            return True
+        environment = service.get("environment") or {}
+        withheld = ["POSTGRES_PASSWORD", "REDIS_PASSWORD"] + (["FLOWER_PASSWORD"] if name != "flower" else [])
+        return not any(environment.get(variable) for variable in withheld)
+
     def graceful_worker(name: str, service: Service) -> bool:
         # A deploy must not kill running tasks: SIGTERM starts Celery's soft shutdown, and Docker waits longer
         # than it lasts (the worker needs a few seconds to close after it) before it kills.
@@ -133,6 +142,7 @@ def rules(services: dict[str, Service], networks: dict[str, Any]) -> list[tuple[
         ("no writable or source bind mounts, no Docker socket", no_source_mounts),
         (f"{ONE_REPLICA} has exactly one replica", replicas),
         ("Django services use the production settings; the worker CONN_MAX_AGE 0", settings),
+        ("the app gets no Postgres or Redis password, and only Flower gets Flower's", no_data_passwords),
         ("SIGTERM starts the worker's soft shutdown, and Docker waits longer than it lasts", graceful_worker),
     ]
 

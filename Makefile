@@ -106,6 +106,7 @@ smoke: .env ## check the running stack (make up first) from inside its network
 	@unhealthy=$$($(COMPOSE) ps --format '{{.Service}} {{.Health}}' web worker beat flower postgres redis | grep -v ' healthy$$' || true); \
 	if [ -n "$$unhealthy" ]; then echo "not healthy: $$unhealthy (run make up)"; exit 1; fi
 	$(COMPOSE) --profile smoke run --rm smoke
+	@COMPOSE="$(COMPOSE)" bash compose/smoke/worker-comes-back
 
 .PHONY: chaos
 chaos: .env ## inject faults (worker killed, Postgres and Redis restarted or down) into a stack of its own; fails on any loss
@@ -126,10 +127,10 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 	$(COMPOSE) config -q
 	PROD_ENV_FILE=.env.prod.example $(COMPOSE) -f docker-compose.prod.yml --env-file .env.prod.example config -q
 	$(TOOLS) web bash -euo pipefail -c '\
-	  ruff check . && ruff format --check . && mypy && \
+	  ruff check . && ruff format --check . && mypy && mypy compose/django/reload-on-change && \
 	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
 	  shellcheck -x compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
-	    compose/redis/start-redis compose/smoke/prod-smoke compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer compose/smoke/swarm-smoke compose/smoke/checks.sh compose/init/init-project \
+	    compose/redis/start-redis compose/smoke/prod-smoke compose/smoke/worker-comes-back compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer compose/smoke/swarm-smoke compose/smoke/checks.sh compose/init/init-project \
 	    deploy/swarm/stack deploy/kubernetes/check $(wildcard .ci/run) && \
 	  hadolint compose/Dockerfile compose/caddy/Dockerfile compose/pgbouncer/Dockerfile && \
 	  jactionlint --profile correctness && echo "lint: all clean"'

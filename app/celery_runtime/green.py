@@ -90,20 +90,23 @@ def connections_are_greenlet_local() -> bool:
     return isinstance(connections._connections._storage, gevent.local.local)  # type: ignore[attr-defined]
 
 
-def worker_connections(*, concurrency: int) -> tuple[int, str]:
+def worker_connections(*, concurrency: int, pooled: bool = True) -> tuple[int, str]:
     """The most Postgres connections the workers can hold at once, and how that figure is made up.
 
-    Each worker process holds at most its pool's size (or, with no pool, one connection per greenlet), times
-    the processes in its container (start-worker sets WORKER_PROCESSES) and the containers (WORKER_REPLICAS,
-    where the deployment says how many there are)."""
+    Each worker process holds at most its pool's size (or, with no pool, one connection per greenlet, thread or
+    child process), times the processes in its container (start-worker sets WORKER_PROCESSES) and the containers
+    (WORKER_REPLICAS, where the deployment says how many there are). `pooled`: whether the pool serves this
+    worker (a gevent worker's; celery_runtime.postgres_pool)."""
     from django.conf import settings
 
-    per_process = settings.DATABASE_POOL_SIZE or concurrency
-    source = (
-        f"DJANGO_DB_POOL_SIZE={settings.DATABASE_POOL_SIZE}"
-        if settings.DATABASE_POOL_SIZE
-        else f"CELERY_WORKER_CONCURRENCY={per_process} (no pool: DJANGO_DB_POOL_SIZE=0)"
-    )
+    pool_size = settings.DATABASE_POOL_SIZE if pooled else 0
+    per_process = pool_size or concurrency
+    if pool_size:
+        source = f"DJANGO_DB_POOL_SIZE={pool_size}"
+    elif settings.DATABASE_POOL_SIZE:
+        source = f"CELERY_WORKER_CONCURRENCY={per_process} (the pool serves gevent workers only)"
+    else:
+        source = f"CELERY_WORKER_CONCURRENCY={per_process} (no pool: DJANGO_DB_POOL_SIZE=0)"
     total = per_process * settings.WORKER_PROCESSES * settings.WORKER_REPLICAS
     return total, (
         f"{source} x WORKER_PROCESSES={settings.WORKER_PROCESSES} x WORKER_REPLICAS={settings.WORKER_REPLICAS}"
@@ -141,6 +144,16 @@ def check_worker_database_setup(worker: Any) -> None:
 
     pool = f"{worker.pool_cls.__module__}"
     problems = []
+    pooled = "gevent" in pool and bool(settings.DATABASE_POOL_SIZE)
+    if settings.DATABASE_POOL_SIZE and not pooled:
+        logger.warning(
+            "DJANGO_DB_POOL_SIZE=%s is not used: the connection pool serves a gevent worker's greenlets, and this "
+            "worker's pool is %s: %s opens a Postgres connection of its own for a task and closes it when the task "
+            "ends",
+            settings.DATABASE_POOL_SIZE,
+            pool,
+            "each child process" if "prefork" in pool else "each thread" if "thread" in pool else "the process",
+        )
     if "gevent" in pool:
         if not connections_are_greenlet_local():
             problems.append(
@@ -157,7 +170,7 @@ def check_worker_database_setup(worker: Any) -> None:
             logger.info("gevent pool: psycopg2 waits yield to the gevent hub (psycogreen)")
         else:
             logger.warning("gevent pool: psycopg2 is NOT cooperative; every query blocks the whole worker")
-    worker_total, worker_source = worker_connections(concurrency=int(worker.concurrency))
+    worker_total, worker_source = worker_connections(concurrency=int(worker.concurrency), pooled=pooled)
     try:
         budget_problem = connection_budget_problem(
             worker_connections=worker_total,

@@ -30,6 +30,12 @@ def _batched_reports() -> BatchedReports:
     return BatchedReports(_report_client())
 
 
+def probe_run_record(*, runs_to: str, key: str) -> None:
+    """Pushes `key` to a Redis list as a run starts: a test counts runs there, not rows (a second run of a task
+    whose write is idempotent, or fails on a unique key, leaves no second row)."""
+    _report_client().rpush(runs_to, key)
+
+
 def probe_report(*, report_to: str, sent_at: float, batched: bool = False) -> None:
     """Pushes 'sent_at done_at' to a Redis list, so a benchmark can time enqueue-to-done without results; at
     once, or with others of this process within 20 ms (batched, what `make bench` asks for)."""

@@ -7,7 +7,7 @@ import time
 from celery import shared_task
 
 from diagnostics.selectors import probe_record_get
-from diagnostics.services import probe_database_sleep, probe_record_create, probe_report
+from diagnostics.services import probe_database_sleep, probe_record_create, probe_report, probe_run_record
 
 
 def _report(report_to: str | None, sent_at: float | None, batched: bool) -> None:
@@ -39,9 +39,16 @@ def database_sleep_insert_task(
 
 @shared_task
 def database_insert_select_task(
-    key: str, report_to: str | None = None, sent_at: float | None = None, report_batched: bool = False
+    key: str,
+    report_to: str | None = None,
+    sent_at: float | None = None,
+    report_batched: bool = False,
+    runs_to: str | None = None,
 ) -> None:
-    """A short-query task: one insert and one select, where opening a connection would cost more than both."""
+    """A short-query task: one insert and one select, where opening a connection would cost more than both.
+    `runs_to`, when given, names a Redis list that gets `key` as each run starts (probe_run_record)."""
+    if runs_to:
+        probe_run_record(runs_to=runs_to, key=key)
     probe_record_get(pk=probe_record_create(key=key).pk)
     _report(report_to, sent_at, report_batched)
 
@@ -58,14 +65,54 @@ def probe_insert_task(key: str) -> int:
 
 
 @shared_task(ignore_result=False)
+def probe_roundtrip_task(key: str) -> dict[str, object]:
+    """Writes a row and reads it back on the same connection: what a task sees of its own writes, and the
+    process and Postgres session it ran in."""
+    import os
+
+    from django.db import connection
+
+    record = probe_record_create(key=key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    return {"key": probe_record_get(pk=record.pk).key, "pid": os.getpid(), "backend": backend}
+
+
+@shared_task(ignore_result=False)
+def database_fanout_task(count: int, prefix: str) -> int:
+    """Writes `count` rows from as many greenlets it spawns (a fan-out inside a task): each greenlet opens a
+    connection of its own, which Celery does not close. Returns how many were written."""
+    import gevent
+
+    greenlets = [gevent.spawn(probe_record_create, key=f"{prefix}-{index}") for index in range(count)]
+    gevent.joinall(greenlets, raise_error=True)
+    return len(greenlets)
+
+
+@shared_task(acks_late=False)
+def process_exit_task(status: int = 70) -> None:
+    """Ends the worker process that runs it at once, as a segfault, a C extension's abort or the OOM killer would:
+    what `make smoke` and `make prod-smoke` check the worker comes back from. Acknowledged before it runs, so
+    it is not delivered again."""
+    import os
+
+    os._exit(status)
+
+
+@shared_task(ignore_result=False)
 def runtime_report_task() -> dict[str, object]:
     """What the worker process that runs it is: pool, and whether its ORM setup is the gevent-safe one."""
     from django.conf import settings
+    from django.db import connections
 
     from celery_runtime import green
 
     patched = green.gevent_is_patched()
+    pool = getattr(connections["default"], "pool", None)
     return {
+        # Slots of the process's connection pool that no connection holds (None: no pool in this process).
+        "database_pool_free_slots": pool.free_slots() if pool is not None else None,
         "gevent_patched": patched,
         "psycopg2_wait_callback": green.psycopg2_wait_callback_name(),
         "connections_greenlet_local": green.connections_are_greenlet_local() if patched else False,

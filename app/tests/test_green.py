@@ -77,11 +77,36 @@ def test_a_gevent_worker_with_persistent_connections_refuses_to_start() -> None:
 
 @pytest.mark.django_db
 def test_the_connection_budget_is_read_from_postgres() -> None:
-    assert green.connection_budget_problem(worker_connections=10, worker_source="", web_connections=8) is None
-    problem = green.connection_budget_problem(worker_connections=5000, worker_source="a pool", web_connections=8)
+    """Postgres's figures, whatever they are: first the server's own, then others put in their place by a
+    temporary view, which this session's unqualified `pg_settings` finds before pg_catalog's."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
+        )
+        max_connections, reserved = cursor.fetchone()
+    usable = max_connections - reserved  # reserved_connections is 0 here
+    assert green.connection_budget_problem(worker_connections=usable - 8, worker_source="", web_connections=8) is None
+    problem = green.connection_budget_problem(worker_connections=usable, worker_source="a pool", web_connections=8)
     assert problem is not None
-    assert "the workers' connections (5000: a pool) plus the web's (8, " in problem
-    assert "are 5008, but Postgres allows 197 (max_connections 200 less 3 reserved)" in problem
+    assert f"the workers' connections ({usable}: a pool) plus the web's (8, " in problem
+    allowed = f"Postgres allows {usable} (max_connections {max_connections} less {reserved} reserved)"
+    assert f"are {usable + 8}, but {allowed}" in problem
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY VIEW pg_settings AS SELECT * FROM (VALUES ('max_connections', '57'),"
+            " ('superuser_reserved_connections', '2'), ('reserved_connections', '1')) AS s(name, setting)"
+        )
+    try:
+        assert green.connection_budget_problem(worker_connections=46, worker_source="", web_connections=8) is None
+        problem = green.connection_budget_problem(worker_connections=47, worker_source="a pool", web_connections=8)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP VIEW pg_temp.pg_settings")
+    assert problem is not None
+    assert "are 55, but Postgres allows 54 (max_connections 57 less 3 reserved)" in problem
 
 
 def oversized_worker(concurrency: int) -> SimpleNamespace:
@@ -119,6 +144,23 @@ def test_pools_that_do_not_fit_stop_the_worker_with_the_fix_named() -> None:
     assert "Lower DJANGO_DB_POOL_SIZE or WORKER_PROCESSES, or raise Postgres's max_connections" in message
 
 
-def test_psycopg2_stays_blocking_outside_gevent() -> None:
-    """The web and beat are not gevent processes: the wait callback must not be installed there."""
-    assert green.make_psycopg2_cooperative() is False
+# The web as gunicorn loads it, and beat as `celery beat` starts: neither is a gevent process.
+WEB_START = """
+import config.wsgi
+"""
+BEAT_START = """
+import sys
+sys.argv = ["celery", "-A", "config.celery_app", "beat"]
+from celery import maybe_patch_concurrency
+maybe_patch_concurrency()
+import config.celery_app
+"""
+
+
+@pytest.mark.parametrize("start", [WEB_START, BEAT_START], ids=["web", "beat"])
+def test_psycopg2_stays_blocking_outside_gevent(start: str) -> None:
+    """The web and beat run threads or a loop of their own, not greenlets: the wait callback, which waits on
+    gevent's hub, must not be installed there. Each is started in a fresh interpreter, as it starts for real."""
+    report = run_worker_start(start)
+    assert report["wait_callback"] is None
+    assert report["greenlet_local"] is False

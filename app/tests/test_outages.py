@@ -2,6 +2,7 @@
 retries what a retry can mend. The broker fault is real: the Celery app is pointed at a port nobody listens on."""
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg2
@@ -53,13 +54,29 @@ def test_connection_errors_are_transient_and_mistakes_are_not() -> None:
     assert unavailable_dependency(ValueError("a bug")) is None
 
 
-def test_the_retries_outlast_a_restart_of_a_minute() -> None:
-    waits = [transient_retry_countdown(retries) for retries in range(RetryingTask.transient_max_retries)]
-    for retries, wait in enumerate(waits):
-        assert 0.75 * min(15.0, 2.0**retries) <= wait <= min(15.0, 2.0**retries)
-    shortest_possible = sum(0.75 * min(15.0, 2.0**retries) for retries in range(RetryingTask.transient_max_retries))
-    assert shortest_possible >= 60, shortest_possible
-    assert sum(waits) >= shortest_possible
+def retry_schedule(jitter: Callable[[float, float], float], monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The countdowns RetryingTask would wait before each of its retries, with the jitter drawn by `jitter`."""
+    monkeypatch.setattr("celery_runtime.retries.random.uniform", jitter)
+    return [
+        transient_retry_countdown(
+            retries,
+            first=RetryingTask.transient_first_countdown,
+            longest=RetryingTask.transient_longest_countdown,
+        )
+        for retries in range(RetryingTask.transient_max_retries)
+    ]
+
+
+def test_the_retries_outlast_a_restart_of_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even the shortest schedule the jitter can draw (each countdown at its least) waits over a minute in all,
+    so a task retried through a Postgres restart of a minute is not dropped."""
+    shortest = retry_schedule(lambda low, high: low, monkeypatch)
+    longest = retry_schedule(lambda low, high: high, monkeypatch)
+    assert sum(shortest) >= 60, f"the retries may all be spent in {sum(shortest):.1f}s: {shortest}"
+    # Doubling, capped: no single wait is long enough to leave a task stuck after the database is back.
+    assert longest == sorted(longest), longest
+    assert max(longest) <= 15, longest
+    assert all(0 < low < high for low, high in zip(shortest, longest, strict=True)), "no jitter"
 
 
 def test_every_task_of_the_project_has_the_retrying_base() -> None:

@@ -32,3 +32,18 @@ for conf in (app.control.inspect(timeout=5).conf() or {}).values():
 print(" | ".join(sorted(seen)) or "no worker answered")
 '
 }
+
+# A task ends its worker process (process_exit_task: os._exit, as a segfault or the OOM killer would), then a task
+# sent a second later must run: prints the seconds from the fatal task to that task's result. "$@" runs a command
+# in the web container (`docker compose exec -T web`).
+worker_comes_back() {
+  "$@" python manage.py shell --verbosity 0 -c '
+import time, uuid
+from diagnostics.tasks import probe_insert_task, process_exit_task
+started = time.monotonic()
+process_exit_task.delay()
+time.sleep(1)
+probe_insert_task.delay(f"worker-comes-back-{uuid.uuid4().hex}").get(timeout=90)
+print(f"{time.monotonic() - started:.1f}")
+'
+}

@@ -8,12 +8,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
-import threading
 from typing import Any
 
+import gevent
 import psycopg2
-from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.postgresql.base import DatabaseWrapper as DjangoDatabaseWrapper
 from django_db_geventpool.backends.postgresql_psycopg2 import base as geventpool
 from gevent import lock, queue
 from psycopg2 import extensions
@@ -43,12 +43,13 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.timeout = float(kwargs.pop("POOL_TIMEOUT"))
         super().__init__(*args, **kwargs)
-        if not green.gevent_is_patched() and threading.current_thread() is not threading.main_thread():
-            # gevent's queue and lock cannot make one thread wait for another (gunicorn's threads, say).
-            raise ImproperlyConfigured(
-                "DJANGO_DB_POOL_SIZE is for the gevent worker: set it to 0 (or leave it unset) for this process"
-            )
         self._slots = lock.BoundedSemaphore(self.maxsize)
+        # The connections out of the pool, by id: each holds a slot until it is put back.
+        self._out: dict[int, Any] = {}
+
+    def free_slots(self) -> int:
+        """Slots no connection holds: the pool's size when every connection is back (the tests read it)."""
+        return int(self._slots.counter)
 
     def get(self) -> Any:
         if not self._slots.acquire(timeout=self.timeout):
@@ -59,10 +60,15 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
             logger.warning("database pool exhausted: %s", message)
             raise PoolExhausted(message)
         try:
-            return self._take_idle_or_connect()
+            connection = self._take_idle_or_connect()
         except BaseException:
             self._slots.release()
             raise
+        self._out[id(connection)] = connection
+        return connection
+
+    def is_out(self, connection: Any) -> bool:
+        return self._out.get(id(connection)) is connection
 
     def _take_idle_or_connect(self) -> Any:
         while True:
@@ -82,6 +88,8 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
 
     def put(self, connection: Any) -> None:
         """Back from the greenlet that had it: idle, to the pool; in a transaction, rolled back first."""
+        if self._out.pop(id(connection), None) is not connection:
+            return  # given back already (its greenlet ended, then its wrapper was closed)
         try:
             if not connection.closed and connection.info.transaction_status != extensions.TRANSACTION_STATUS_IDLE:
                 with contextlib.suppress(psycopg2.Error):
@@ -111,12 +119,29 @@ class BoundedConnectionPool(geventpool.PostgresConnectionPool):
             super().check_usable(connection)
 
 
+def pool_fits_this_process() -> bool:
+    """The pool is made of gevent's queue and lock: it serves the greenlets of a gevent-patched process only.
+
+    A prefork worker's processes, a threads or solo worker, manage.py: none is patched. There a pool would hand
+    one process's open connections to its forked children (one Postgres session shared by several processes),
+    or make threads wait on a gevent lock. They use Django's own connection instead, one per thread, closed at
+    the end of each task (CONN_MAX_AGE 0) or request; the worker logs that its pool is off (celery_runtime.green).
+    """
+    return green.gevent_is_patched()
+
+
 class DatabaseWrapper(geventpool.DatabaseWrapper):
-    """django-db-geventpool's backend, on the bounded pool above.
+    """django-db-geventpool's backend, on the bounded pool above, in a gevent-patched process only.
 
     Celery's Django fix-up closes every connection of a task when the task ends, which gives it back here. It
     does so in a `finally` (celery/app/trace.py), so a task that failed, hit its hard time limit (a
     gevent.Timeout) or was revoked gives its connection back too (tests/worker/test_postgres_pool.py).
+
+    A connection opened by any other greenlet (one a task spawns, a signal handler on the consumer's) is not
+    closed by Celery: it goes back to the pool when it is closed, or when the greenlet that opened it ends,
+    whichever comes first. So a slot lives exactly as long as its connection is in use.
+
+    Elsewhere (pool_fits_this_process) it is Django's PostgreSQL backend, unchanged.
 
     One change besides the pool: each connection gets Django's per-connection set-up (the time zone), which
     Django skips for a connection that comes from a pool of its own kind.
@@ -125,15 +150,59 @@ class DatabaseWrapper(geventpool.DatabaseWrapper):
     pool_class = BoundedConnectionPool
     connection: Any  # psycopg2's connection, or None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.pooled = pool_fits_this_process()
+        self._greenlet_link: tuple[Any, Any] | None = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def pool(self) -> Any:
+        # Django's backend reads `pool` as its own (psycopg's): None is "no pool" there.
+        return geventpool.DatabaseWrapper.pool.fget(self) if self.pooled else None
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if not self.pooled:
+            return DjangoDatabaseWrapper.get_new_connection(self, conn_params)
+        connection = super().get_new_connection(conn_params)
+        self._give_back_when_greenlet_ends(connection)
+        return connection
+
+    def _give_back_when_greenlet_ends(self, connection: Any) -> None:
+        owner = gevent.getcurrent()
+        if not isinstance(owner, gevent.Greenlet):
+            return  # the main greenlet, which ends with the process: the connection goes back when it is closed
+        pool = self.pool
+
+        def ended(_greenlet: Any) -> None:
+            if pool.is_out(connection):
+                # The hub calls this, and giving back may roll back (I/O): a greenlet of its own does it.
+                gevent.spawn(pool.put, connection)
+
+        owner.rawlink(ended)
+        self._greenlet_link = (owner, ended)
+
     def init_connection_state(self) -> None:
         super().init_connection_state()
-        if self._configure_connection(self.connection) and not self.get_autocommit():
+        if self.pooled and self._configure_connection(self.connection) and not self.get_autocommit():
             self.connection.commit()
 
     def close(self) -> None:
         # Django's own close (the library's skips clearing on-commit callbacks), with _close below.
         BaseDatabaseWrapper.close(self)
 
+    def close_if_unusable_or_obsolete(self) -> None:
+        if self.pooled:
+            super().close_if_unusable_or_obsolete()
+        else:
+            DjangoDatabaseWrapper.close_if_unusable_or_obsolete(self)
+
     def _close(self) -> None:
+        if not self.pooled:
+            DjangoDatabaseWrapper._close(self)  # type: ignore[attr-defined]  # Django's, undeclared in its stubs
+            return
         connection, self.connection = self.connection, None
+        if self._greenlet_link is not None:
+            owner, ended = self._greenlet_link
+            owner.unlink(ended)
+            self._greenlet_link = None
         self.pool.put(connection)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import connections
 
 WORKER_APPLICATION_NAME = "test-worker"
@@ -26,14 +28,26 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, message: str) ->
 
 
 def start_gevent_worker(
-    queue: str, nodename: str, *, concurrency: int, environment: dict[str, str], extra: tuple[str, ...] = ()
+    queue: str,
+    nodename: str,
+    *,
+    concurrency: int,
+    environment: dict[str, str],
+    extra: tuple[str, ...] = (),
+    pool: str = "gevent",
 ) -> subprocess.Popen[str]:
-    """A real `celery worker -P gevent` of the test's own, consuming `queue` only; its output is kept for the test."""
-    command = ["celery", "-A", "config.celery_app", "worker", "-P", "gevent", "-c", str(concurrency)]
+    """A real `celery worker -P gevent` (or another `pool`) of the test's own, consuming `queue` only; its output
+    is kept for the test."""
+    command = ["celery", "-A", "config.celery_app", "worker", "-P", pool, "-c", str(concurrency)]
     command += ["-Q", queue, "-n", nodename, "--without-mingle", "--without-gossip", "--loglevel", "INFO", *extra]
     return subprocess.Popen(
         command, env={**os.environ, **environment}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def broker_client() -> redis.Redis:
+    """The test broker's Redis, where tasks given `runs_to` count their runs."""
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
 
 
 def connection_count(application_name: str = WORKER_APPLICATION_NAME, *, running: str = "%") -> int:

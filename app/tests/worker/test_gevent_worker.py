@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from diagnostics.tasks import (
     probe_insert_task,
     runtime_report_task,
 )
-from tests.worker.conftest import connection_count, wait_until
+from tests.worker.conftest import broker_client, connection_count, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -42,13 +43,18 @@ def test_a_thousand_orm_writes_at_concurrency_50_give_exactly_a_thousand_rows(
     worker: dict[str, Any], connection_sampler: Any
 ) -> None:
     keys = [f"burst-{uuid.uuid4().hex}" for _ in range(1000)]
+    runs = f"runs-{uuid.uuid4().hex}"  # each run pushes its key here as it starts: runs are counted, not rows
     with connection_sampler() as sampler:
         for key in keys:
-            database_insert_select_task.delay(key)
+            database_insert_select_task.delay(key, runs_to=runs)
         wait_until(lambda: ProbeRecord.objects.count() >= 1000, timeout=90, message="the burst did not finish")
-    time.sleep(0.5)  # a redelivered or duplicated task would show up now (each key is unique: it would fail)
+    time.sleep(0.5)  # a redelivered or duplicated task would have started again by now
     assert ProbeRecord.objects.count() == 1000
     assert set(ProbeRecord.objects.values_list("key", flat=True)) == set(keys)
+    ran = Counter(str(key, "utf-8") if isinstance(key, bytes) else key for key in broker_client().lrange(runs, 0, -1))
+    assert set(ran) == set(keys)
+    twice = {key: count for key, count in ran.items() if count > 1}
+    assert not twice, f"{len(twice)} tasks ran more than once, e.g. {list(twice.items())[:3]}"
     assert max(sampler.samples) <= POOL_SIZE, f"worker held {max(sampler.samples)} connections"
     # Kept open for the next tasks, within the pool's size.
     assert connection_count() <= POOL_SIZE

@@ -17,7 +17,13 @@ from django.db import connections
 
 from config.celery_app import app as celery_app
 from diagnostics.models import ProbeRecord
-from diagnostics.tasks import database_sleep_insert_task, probe_insert_task
+from diagnostics.tasks import (
+    database_fanout_task,
+    database_sleep_insert_task,
+    probe_insert_task,
+    probe_roundtrip_task,
+    runtime_report_task,
+)
 from tests.worker.conftest import connection_count, start_gevent_worker, wait_until
 
 pytestmark = pytest.mark.worker
@@ -26,7 +32,9 @@ APPLICATION_NAME = "pool-test-worker"
 
 
 @contextmanager
-def pooled_worker(*, pool_size: int, pool_timeout: float, concurrency: int) -> Iterator[tuple[str, list[str]]]:
+def pooled_worker(
+    *, pool_size: int, pool_timeout: float, concurrency: int, celery_pool: str = "gevent"
+) -> Iterator[tuple[str, list[str]]]:
     """A worker with a pool of `pool_size`; yields its queue, and its output (filled in once it has stopped)."""
     suffix = uuid.uuid4().hex[:8]
     queue, nodename = f"pool-{suffix}", f"pool-{suffix}@test"
@@ -34,8 +42,9 @@ def pooled_worker(*, pool_size: int, pool_timeout: float, concurrency: int) -> I
         "DJANGO_DB_POOL_SIZE": str(pool_size),
         "DJANGO_DB_POOL_TIMEOUT": str(pool_timeout),
         "DJANGO_DB_APPLICATION_NAME": APPLICATION_NAME,
+        "DJANGO_CONN_MAX_AGE": "0",
     }
-    process = start_gevent_worker(queue, nodename, concurrency=concurrency, environment=environment)
+    process = start_gevent_worker(queue, nodename, concurrency=concurrency, environment=environment, pool=celery_pool)
     output: list[str] = []
     try:
         wait_until(
@@ -140,3 +149,45 @@ def test_failed_tasks_give_their_connections_back(worker: dict[str, Any]) -> Non
         assert probe_insert_task.apply_async((f"{prefix}-after",), queue=queue).get(timeout=10) > 0
         assert pool_connections() <= 2
     assert "stayed in use" not in output[0], output[0]
+
+
+def test_greenlets_a_task_spawns_give_their_connections_back_when_they_end(worker: dict[str, Any]) -> None:
+    """Celery closes the connections of the task's own greenlet only. Three fan-outs of 6 greenlets on a pool of 2:
+    a slot kept by an ended greenlet would leave the next ones waiting until the pool gives up."""
+    prefix = f"pool-fanout-{uuid.uuid4().hex[:8]}"
+    with pooled_worker(pool_size=2, pool_timeout=3, concurrency=4) as (queue, output):
+        for round_ in range(3):
+            assert database_fanout_task.apply_async((6, f"{prefix}-{round_}"), queue=queue).get(timeout=30) == 6
+
+        def pool_is_whole() -> bool:
+            return runtime_report_task.apply_async(queue=queue).get(timeout=10)["database_pool_free_slots"] == 2
+
+        wait_until(pool_is_whole, timeout=5, message="the pool did not get its 2 slots back")
+        assert pool_connections() <= 2
+    assert "stayed in use" not in output[0], output[0]
+    assert keys_written(prefix) == 18
+
+
+@pytest.mark.parametrize("celery_pool", ["prefork", "threads", "solo"])
+def test_the_worker_services_settings_on_any_celery_pool_give_each_task_its_own_session(
+    worker: dict[str, Any], celery_pool: str
+) -> None:
+    """The worker service's settings (a pool of 20 connections) with `-P prefork -c 4`, `-P threads` or `-P solo`:
+    the connection pool is for gevent's greenlets, so it is not used, and says so; no connection is shared
+    between processes or threads, so each of 400 short-query tasks reads back its own row."""
+    prefix = f"pool-{celery_pool}-{uuid.uuid4().hex[:8]}"
+    with pooled_worker(pool_size=20, pool_timeout=5, concurrency=4, celery_pool=celery_pool) as (queue, output):
+        results = [probe_roundtrip_task.apply_async((f"{prefix}-{index}",), queue=queue) for index in range(400)]
+        reports: list[dict[str, Any]] = [result.get(timeout=60) for result in results]
+        assert runtime_report_task.apply_async(queue=queue).get(timeout=10)["database_pool_free_slots"] is None
+    wrong = [(index, report["key"]) for index, report in enumerate(reports) if report["key"] != f"{prefix}-{index}"]
+    assert not wrong, f"{len(wrong)} of 400 tasks read another task's row, e.g. {wrong[:3]}"
+    sessions: dict[int, set[int]] = {}
+    for report in reports:
+        sessions.setdefault(report["backend"], set()).add(report["pid"])
+    shared = {backend: pids for backend, pids in sessions.items() if len(pids) > 1}
+    assert not shared, f"Postgres sessions used by several worker processes: {shared}"
+    assert keys_written(prefix) == 400
+    log = output[0]
+    assert "DJANGO_DB_POOL_SIZE=20 is not used" in log, log
+    assert "Traceback" not in log, log

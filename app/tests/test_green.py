@@ -109,9 +109,15 @@ def test_the_connection_budget_is_read_from_postgres() -> None:
     assert "are 55, but Postgres allows 54 (max_connections 57 less 3 reserved)" in problem
 
 
-def oversized_worker(concurrency: int) -> SimpleNamespace:
-    pool_cls = type("TaskPool", (), {"__module__": "celery.concurrency.prefork"})
+def oversized_worker(concurrency: int, pool: str = "prefork") -> SimpleNamespace:
+    pool_cls = type("TaskPool", (), {"__module__": f"celery.concurrency.{pool}"})
     return SimpleNamespace(pool_cls=pool_cls, concurrency=concurrency)
+
+
+@pytest.fixture
+def as_if_gevent_patched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-up check of a gevent worker, in this process (never patched): only its budget is at stake."""
+    monkeypatch.setattr(green, "connections_are_greenlet_local", lambda: True)
 
 
 @pytest.mark.django_db(transaction=True)  # the check closes its connection, as the worker must
@@ -126,19 +132,31 @@ def test_without_a_pool_a_worker_counts_its_concurrency_and_refuses_to_start_whe
 
 @pytest.mark.django_db(transaction=True)
 @override_settings(DATABASE_POOL_SIZE=10, WORKER_PROCESSES=4, WORKER_REPLICAS=2)
-def test_with_a_pool_the_budget_counts_pools_times_processes_and_replicas_not_concurrency() -> None:
+def test_with_a_pool_the_budget_counts_pools_times_processes_and_replicas_not_concurrency(
+    as_if_gevent_patched: None,
+) -> None:
     assert green.worker_connections(concurrency=5000) == (
         80,
         "DJANGO_DB_POOL_SIZE=10 x WORKER_PROCESSES=4 x WORKER_REPLICAS=2",
     )
-    green.check_worker_database_setup(oversized_worker(5000))  # 80 + the web's 8 fit in 197
+    green.check_worker_database_setup(oversized_worker(5000, "gevent"))  # 80 + the web's 8 fit in 197
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(DATABASE_POOL_SIZE=10, WORKER_PROCESSES=1, WORKER_REPLICAS=1)
+def test_a_prefork_worker_does_not_use_the_pool_and_counts_a_connection_per_child(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    green.check_worker_database_setup(oversized_worker(4, "prefork"))
+    assert "DJANGO_DB_POOL_SIZE=10 is not used" in caplog.text
+    assert "database connections at most 4 (CELERY_WORKER_CONCURRENCY=4 (the pool serves gevent" in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)
 @override_settings(DATABASE_POOL_SIZE=25, WORKER_PROCESSES=4, WORKER_REPLICAS=2)
-def test_pools_that_do_not_fit_stop_the_worker_with_the_fix_named() -> None:
+def test_pools_that_do_not_fit_stop_the_worker_with_the_fix_named(as_if_gevent_patched: None) -> None:
     with pytest.raises(SystemExit) as refused:
-        green.check_worker_database_setup(oversized_worker(20))
+        green.check_worker_database_setup(oversized_worker(20, "gevent"))
     message = str(refused.value)
     assert "the workers' connections (200: DJANGO_DB_POOL_SIZE=25 x WORKER_PROCESSES=4 x WORKER_REPLICAS=2)" in message
     assert "Lower DJANGO_DB_POOL_SIZE or WORKER_PROCESSES, or raise Postgres's max_connections" in message

@@ -160,6 +160,13 @@ class DatabaseWrapper(geventpool.DatabaseWrapper):
         # Django's backend reads `pool` as its own (psycopg's): None is "no pool" there.
         return geventpool.DatabaseWrapper.pool.fget(self) if self.pooled else None
 
+    def get_connection_params(self) -> dict[str, Any]:
+        params = super().get_connection_params()
+        if not self.pooled:  # the pool's options are not libpq's
+            for option in ("MAX_CONNS", "REUSE_CONNS", "POOL_TIMEOUT"):
+                params.pop(option, None)
+        return params
+
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if not self.pooled:
             return DjangoDatabaseWrapper.get_new_connection(self, conn_params)

@@ -35,11 +35,13 @@ def start_gevent_worker(
     environment: dict[str, str],
     extra: tuple[str, ...] = (),
     pool: str = "gevent",
+    loglevel: str = "INFO",
 ) -> subprocess.Popen[str]:
     """A real `celery worker -P gevent` (or another `pool`) of the test's own, consuming `queue` only; its output
-    is kept for the test."""
+    is kept for the test, and read when it stops: many tasks at INFO (two lines each) would fill the pipe and
+    block the worker, so such a test asks for WARNING."""
     command = ["celery", "-A", "config.celery_app", "worker", "-P", pool, "-c", str(concurrency)]
-    command += ["-Q", queue, "-n", nodename, "--without-mingle", "--without-gossip", "--loglevel", "INFO", *extra]
+    command += ["-Q", queue, "-n", nodename, "--without-mingle", "--without-gossip", "--loglevel", loglevel, *extra]
     return subprocess.Popen(
         command, env={**os.environ, **environment}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

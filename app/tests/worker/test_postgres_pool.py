@@ -33,7 +33,7 @@ APPLICATION_NAME = "pool-test-worker"
 
 @contextmanager
 def pooled_worker(
-    *, pool_size: int, pool_timeout: float, concurrency: int, celery_pool: str = "gevent"
+    *, pool_size: int, pool_timeout: float, concurrency: int, celery_pool: str = "gevent", loglevel: str = "INFO"
 ) -> Iterator[tuple[str, list[str]]]:
     """A worker with a pool of `pool_size`; yields its queue, and its output (filled in once it has stopped)."""
     suffix = uuid.uuid4().hex[:8]
@@ -44,7 +44,9 @@ def pooled_worker(
         "DJANGO_DB_APPLICATION_NAME": APPLICATION_NAME,
         "DJANGO_CONN_MAX_AGE": "0",
     }
-    process = start_gevent_worker(queue, nodename, concurrency=concurrency, environment=environment, pool=celery_pool)
+    process = start_gevent_worker(
+        queue, nodename, concurrency=concurrency, environment=environment, pool=celery_pool, loglevel=loglevel
+    )
     output: list[str] = []
     try:
         wait_until(
@@ -176,7 +178,10 @@ def test_the_worker_services_settings_on_any_celery_pool_give_each_task_its_own_
     the connection pool is for gevent's greenlets, so it is not used, and says so; no connection is shared
     between processes or threads, so each of 400 short-query tasks reads back its own row."""
     prefix = f"pool-{celery_pool}-{uuid.uuid4().hex[:8]}"
-    with pooled_worker(pool_size=20, pool_timeout=5, concurrency=4, celery_pool=celery_pool) as (queue, output):
+    with pooled_worker(pool_size=20, pool_timeout=5, concurrency=4, celery_pool=celery_pool, loglevel="WARNING") as (
+        queue,
+        output,
+    ):
         results = [probe_roundtrip_task.apply_async((f"{prefix}-{index}",), queue=queue) for index in range(400)]
         reports: list[dict[str, Any]] = [result.get(timeout=60) for result in results]
         assert runtime_report_task.apply_async(queue=queue).get(timeout=10)["database_pool_free_slots"] is None

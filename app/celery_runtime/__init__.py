@@ -8,6 +8,7 @@
 * results          the result backend: a result write waits out a database restart
 * transport        the broker transport: a message taken and recorded unacknowledged in one step
 * probes           liveness files for the worker's and beat's container healthchecks
+* control          the `conf` remote control command, URLs shown without their passwords
 * beat_lock        one beat in the whole deployment: a Postgres advisory lock that beat holds while it runs
 * beat_scheduler   django-celery-beat's scheduler, sending only while it holds the beat lock, and touching
                    beat's liveness file
@@ -20,6 +21,7 @@ from typing import Any
 
 def install(app: Any) -> None:
     """Adds the worker's bootsteps: the database check before it consumes, then liveness and the sweep."""
+    import celery_runtime.control  # noqa: F401  # registers the worker's `conf` command in place of Celery's
     from celery_runtime.green import DatabaseReadiness
     from celery_runtime.probes import ConsumerLiveness
     from celery_runtime.redelivery import UnackedRedeliverySweep

@@ -1,24 +1,21 @@
-"""Hands a dead worker's unacknowledged messages back to the queue, on the gevent pool too.
+"""Keeps this worker's messages its own while it lives, and hands a dead worker's back to their queues.
 
-With acks late on Redis, a message a worker has taken (running, or prefetched) waits in kombu's `unacked` hash
-until the worker acknowledges it. A worker that dies without closing its channel (SIGKILL, the OOM killer, a
-lost node) leaves its messages there; kombu's `restore_visible` moves back to the queue every message older than
-`visibility_timeout`, and only those, so a live worker's messages are not handed out early.
-
-kombu runs that sweep by itself only where it has an event loop (prefork, solo): every
-`unacked_restore_interval` x `unacked_restore_throttle` seconds. The gevent pool consumes through Celery's
-synchronous loop instead, where kombu sweeps only after a poll that returned no event at all; a BRPOP that
-times out on an idle queue is an event, so the sweep never runs and a dead worker's messages stay unacked for
-good. This step drives kombu's own `restore_visible` from the worker's timer, every `unacked_restore_interval`
-seconds (a transport option, default 10), scanning each time: a dead worker's messages come back within
-`visibility_timeout` + `unacked_restore_interval`. kombu's mutex keeps concurrent sweeps of several workers
-from restoring a message twice.
+With acks late on Redis, a message a worker has taken (running, or prefetched, or a countdown task it holds)
+stays recorded as unacknowledged and owned by the worker until it is acknowledged (celery_runtime.transport).
+This step, on the worker's timer (Celery's synchronous loop on the gevent pool, the event loop on prefork):
+* beats for the worker's consumer channel every fifth of `worker_liveness_timeout` (a transport option, default
+  15 s), so no other worker takes it for dead, however long its tasks wait or run;
+* every `unacked_restore_interval` seconds (default 5) gives back the messages of owners silent for longer than
+  the liveness, to the head of their queues, or to the dead letters after `delivery_limit` deaths.
+A worker that dies (SIGKILL, the OOM killer, a lost node) has its messages back within the liveness plus one
+sweep period: 20 s on the defaults. The sweep is one script Redis runs atomically: several workers sweeping at
+once give each message back once, and a worker killed mid-sweep leaves nothing half done (kombu's sweep takes a
+Redis lock that a worker killed while holding it kept for 5 minutes, stopping every sweep meanwhile).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from celery import bootsteps
@@ -27,45 +24,52 @@ logger = logging.getLogger(__name__)
 
 
 class UnackedRedeliverySweep(bootsteps.StartStopStep):
-    """Every `unacked_restore_interval` seconds, restores the messages whose visibility timeout has passed."""
+    """The consumer channel's heartbeat, and the sweep of dead workers' messages."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self._timer_entry: Any = None
+        self._timer_entries: list[Any] = []
 
     def start(self, parent: Any) -> None:
         channel = parent.task_consumer.channel
-        if parent.hub is not None or not hasattr(getattr(channel, "qos", None), "restore_visible"):
-            return  # kombu sweeps by itself in an event loop; other brokers redeliver without a sweep
-        restore_limit = channel.unacked_restore_limit
+        qos: Any = getattr(channel, "qos", None)
+        if not hasattr(qos, "restore_dead_owners"):
+            return  # another transport: its broker redelivers by itself
+
+        def beat() -> None:
+            try:
+                qos.heartbeat()
+            except channel.connection_errors as exc:
+                # The broker is away: the consumer reconnects and this step starts again with the new channel.
+                logger.debug("heartbeat skipped: %r", exc)
 
         def sweep() -> None:
             try:
-                with channel.conn_or_acquire() as client:
-                    due = client.zcount(channel.unacked_index_key, "-inf", time.time() - channel.visibility_timeout)
-                if due:
-                    logger.warning(
-                        "redelivery sweep: %d message(s) unacknowledged for too long go back to the queue", due
-                    )
-                    # interval=1: scan on this call; the timer is what spaces the sweeps.
-                    channel.qos.restore_visible(num=restore_limit, interval=1)
+                qos.restore_dead_owners()
             except channel.connection_errors as exc:
-                # The broker is away: the consumer reconnects and this step starts again with the new channel.
                 logger.debug("redelivery sweep skipped: %r", exc)
 
+        beat()
+        liveness = float(channel.worker_liveness_timeout)
         interval = float(channel.unacked_restore_interval)
-        self._timer_entry = parent.timer.call_repeatedly(interval, sweep)
+        self._timer_entries = [
+            parent.timer.call_repeatedly(liveness / 5, beat),
+            parent.timer.call_repeatedly(interval, sweep),
+        ]
         logger.info(
-            "redelivery sweep: messages unacknowledged for over %ss go back to the queue, checked every %ss",
-            channel.visibility_timeout,
+            "redelivery: this worker beats every %ss; the messages of workers silent for over %ss go back to their "
+            "queues, checked every %ss; set aside after %d deaths",
+            liveness / 5,
+            liveness,
             interval,
+            channel.delivery_limit,
         )
 
     def stop(self, parent: Any) -> None:
-        if self._timer_entry is not None:
-            self._timer_entry.cancel()
-            self._timer_entry = None
+        for entry in self._timer_entries:
+            entry.cancel()
+        self._timer_entries = []
 
     shutdown = stop

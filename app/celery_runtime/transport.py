@@ -1,31 +1,54 @@
-"""kombu's Redis transport, with a message taken off the queue and recorded as unacknowledged in one step.
+"""kombu's Redis transport, with every message owned by the live worker process that took it.
 
-kombu's consumer takes a message with BRPOP, which removes it from the queue, and only then, in a second
-command, records it in the `unacked` hash that redelivers it if the worker dies. A worker killed between the two
-(SIGKILL, the OOM killer, a lost node), or Redis stopping between them, loses the message: `make chaos` saw one
-in two SIGKILLs of a busy gevent worker lose a task, since the second command waits for the gevent hub.
+kombu's consumer takes a message with BRPOP and records it as unacknowledged in a second command; a worker killed
+in between loses it. kombu then hands out again every unacknowledged message older than `visibility_timeout`
+(default one hour), alive or not its worker: a countdown task held in a live worker, or a task that runs longer,
+ran once per timeout (20 countdown tasks, a 20 s timeout: each ran 3 times); a dead worker's tasks waited an
+hour; a task that killed its worker came back for ever; a malformed message made the take fail after its pops,
+losing the messages taken with it.
 
-This transport takes and records in one Lua script, which Redis runs atomically; with a backlog, several
-messages at once, as many as the prefetch limit has room for (up to TAKE_AT_MOST). A script cannot block, so on
-an empty queue the consumer waits with `BLMOVE key key RIGHT RIGHT` instead of BRPOP: it returns once the list
-has an element and leaves it where it was, and the next script takes it. Publishing, the visibility timeout
-and kombu's restore of unacknowledged messages are kombu's own, unchanged; an ack that cannot reach Redis is
-still forgotten locally (QoS below).
+Here, in Lua scripts that Redis runs atomically:
+* the take pops messages and records each as unacknowledged and owned by this channel (an owner per worker
+  process and connection), with the queue it came from; messages for consumers that do not acknowledge
+  (`no_ack`: control replies) are popped and not recorded, as kombu does;
+* a live owner beats (`heartbeat`, from the worker's timer: celery_runtime.redelivery) into a sorted set, with
+  Redis's clock, so hosts' clocks do not matter;
+* the sweep (`restore_dead_owners`, any worker's) gives back the messages of owners silent for
+  `worker_liveness_timeout` seconds (default 15), to the head of the queue they came from. A live worker's
+  messages are never handed out, however long they wait or run;
+* each give-back counts a death for the message; a message whose deliveries ended in `delivery_limit` (default 3)
+  deaths goes to the dead-letter list (`dead_letters_key`) instead, logged at ERROR with its task and id. After
+  a death a message is suspect: a channel takes it alone, when it holds nothing else, so that the messages that
+  shared a worker with a poison one do not die with it again and again;
+* a message that is not JSON, or has no delivery tag, goes to the dead-letter list at once; the messages taken
+  with it are delivered. `manage.py dead_letters` lists, requeues or drops them.
 
-Acks reach Redis in one script too, for all that ended within 5 ms: kombu's opens a new Redis client for every
-ack and sends a MULTI/EXEC pipeline of four commands (250 microseconds of the worker's CPU per ack here, against
-130 for one script per ack). With a round trip per ack, Redis's share of a no-op task was the largest after the
-worker's own, and several worker processes on a machine's cores left Redis too little of them (`make bench`).
+Publishing, queues as Redis lists, and the fanout and pidbox of kombu are unchanged (Flower's broker view,
+`celery purge`, list-length autoscalers and plain-kombu producers keep working). On an empty queue the consumer
+waits with `BLMOVE key key RIGHT RIGHT`, which returns once the list has a message and leaves it where it was.
+Messages recorded by kombu's own code (older versions of this transport, `basic_get`) keep kombu's
+visibility-timeout restore.
 
-Selected by CELERY_BROKER_TRANSPORT in the settings, for redis:// URLs (Redis 6.2 or later: BLMOVE, RPOP's count).
+Acks reach Redis in one script for all that ended within 5 ms (a suspect's at once): kombu's opens a client per
+ack and sends four commands (250 microseconds of the worker's CPU per ack here, against 130 for one script).
+
+Private kombu detail overridden (kombu pinned in pyproject.toml, and the take tested against the real worker):
+the Redis channel's `_brpop_start`/`_brpop_read` (the take), `_in_poll`, `_queue_cycle`, `_q_for_pri`,
+`_flush_brpop_reauth`, `connection._deliver`, `connection.cycle.after_read`, QoS's `_delivered`/`_dirty`
+(what the channel holds) and `_quick_ack`. `global_keyprefix` is refused by the settings: the scripts name keys.
+Selected by CELERY_BROKER_TRANSPORT in the settings, for redis:// and rediss:// URLs (Redis 6.2 or later).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
+import uuid
 from queue import Empty
-from time import monotonic, time
+from time import monotonic
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -33,40 +56,148 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-# KEYS: the queue lists in the order to take from, then the unacked hash and the unacked index.
-# ARGV[1]: the time of delivery, the index's score (the visibility timeout counts from it). ARGV[2]: how many
-# messages to take at most, all from the first queue that has any.
-# Each message is stored as kombu's restore reads it, [message, exchange, routing_key], around its text as it
-# was published: decoding and encoding it again in Lua would round large integers in the arguments.
+# KEYS: the queue lists in the order to take from, then unacked, owned, owners, deaths, dead letters.
+# ARGV: 1 owner, 2 how many messages at most, 3 how many the channel holds unacknowledged now, 4 one character per
+# queue key, "1" where its consumer does not acknowledge.
+# Reply: {"taken", queue key, messages, suspect (0/1), set aside} or {"empty"|"blocked", set aside}.
+# Each message is recorded as kombu's restore reads it, [message, exchange, routing_key], around its text as it
+# was published (decoding and encoding it again in Lua would round large integers in the arguments); the owned
+# hash keeps the queue key and the length of the record's tail, so the text can be cut out again.
 TAKE_AND_RECORD = """
-local unacked, index = KEYS[#KEYS - 1], KEYS[#KEYS]
-for i = 1, #KEYS - 2 do
-  local items = redis.call('RPOP', KEYS[i], ARGV[2])
-  if items then
-    for _, item in ipairs(items) do
-      local properties = cjson.decode(item)['properties']
-      local info, tag = properties['delivery_info'], properties['delivery_tag']
-      redis.call('ZADD', index, ARGV[1], tag)
-      redis.call('HSET', unacked, tag,
-        '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+local n = #KEYS - 5
+local unacked, owned, owners, deaths, dead = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4], KEYS[n + 5]
+local owner, count, held, no_ack = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local blocked, set_aside = false, 0
+for i = 1, n do
+  local key, taken, suspect = KEYS[i], {}, 0
+  if string.sub(no_ack, i, i) == '1' then
+    taken = redis.call('RPOP', key, count) or {}
+  else
+    while #taken < count do
+      local item = redis.call('LINDEX', key, -1)
+      if not item then break end
+      local ok, message = pcall(cjson.decode, item)
+      local properties = ok and type(message) == 'table' and message['properties']
+      local tag = type(properties) == 'table' and properties['delivery_tag']
+      if type(tag) ~= 'string' then
+        redis.call('RPOP', key)
+        redis.call('LPUSH', dead, cjson.encode({reason = 'malformed', queue = key, at = now, raw = item}))
+        set_aside = set_aside + 1
+      else
+        local died = redis.call('HEXISTS', deaths, tag) == 1
+        if died and (#taken > 0 or held > 0) then
+          blocked = true
+          break
+        end
+        redis.call('RPOP', key)
+        local info = properties['delivery_info']
+        if type(info) ~= 'table' then info = {} end
+        local tail = ',' .. cjson.encode(info['exchange'] or '') .. ','
+          .. cjson.encode(info['routing_key'] or '') .. ']'
+        redis.call('HSET', unacked, tag, '[' .. item .. tail)
+        redis.call('HSET', owned, tag, #tail .. ' ' .. key)
+        taken[#taken + 1] = item
+        if died then
+          suspect = 1
+          break
+        end
+      end
     end
-    return {KEYS[i], items}
+    if #taken > 0 then redis.call('ZADD', owners, now, owner) end
   end
+  if #taken > 0 then return {'taken', key, taken, suspect, set_aside} end
 end
-return false
+if blocked then return {'blocked', set_aside} end
+return {'empty', set_aside}
 """
+# How long a channel that holds messages waits before it looks again at a suspect message at the head of a queue.
+SUSPECT_WAIT_SECONDS = 0.05
 # At most this many messages per take, within what the prefetch limit leaves: with a backlog, one round trip
 # to Redis brings several, where one each made Redis's share of a no-op task the largest after the worker's own.
 TAKE_AT_MOST = 16
 
-# KEYS: the unacked index, the unacked hash. ARGV: the delivery tags. What kombu's ack does, for many in one command.
+# KEYS: owners. ARGV: owner. Returns 1 when the owner was known alive, 0 when it was not (new, or taken for dead).
+HEARTBEAT = """
+local time = redis.call('TIME')
+local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], tonumber(time[1]) + tonumber(time[2]) / 1000000, ARGV[1])
+if known then return 1 end
+return 0
+"""
+
+# KEYS: owners, unacked, unacked index, deaths, dead letters. ARGV: liveness (s), delivery limit, owned-key prefix.
+# Gives back the messages of owners silent for longer than the liveness, each to the head of its queue, or to the
+# dead letters once its deaths reach the limit. Reply: {given back, {task, id, deaths}...flattened, dead owners}.
+RESTORE_DEAD_OWNERS = """
+local owners, unacked, index, deaths, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local liveness, limit, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local given_back, set_aside, gone = 0, {}, {}
+for _, owner in ipairs(redis.call('ZRANGEBYSCORE', owners, '-inf', now - liveness, 'LIMIT', 0, 32)) do
+  local owned = prefix .. owner
+  local entries = redis.call('HGETALL', owned)
+  for j = 1, #entries, 2 do
+    local tag, where = entries[j], entries[j + 1]
+    local record = redis.call('HGET', unacked, tag)
+    if record then
+      local space = string.find(where, ' ', 1, true)
+      local tail, key = tonumber(string.sub(where, 1, space - 1)), string.sub(where, space + 1)
+      local item = string.sub(record, 2, #record - tail)
+      redis.call('HDEL', unacked, tag)
+      redis.call('ZREM', index, tag)
+      local died = redis.call('HINCRBY', deaths, tag, 1)
+      if died >= limit then
+        redis.call('HDEL', deaths, tag)
+        local headers = cjson.decode(item)['headers'] or {}
+        redis.call('LPUSH', dead, '{"reason":"deaths","deaths":' .. died .. ',"queue":' .. cjson.encode(key) ..
+          ',"at":' .. now .. ',"owner":' .. cjson.encode(owner) .. ',"message":' .. item .. '}')
+        set_aside[#set_aside + 1] = tostring(headers['task'] or '?')
+        set_aside[#set_aside + 1] = tostring(headers['id'] or tag)
+        set_aside[#set_aside + 1] = died
+      else
+        redis.call('RPUSH', key, item)
+        given_back = given_back + 1
+      end
+    end
+  end
+  redis.call('DEL', owned)
+  redis.call('ZREM', owners, owner)
+  gone[#gone + 1] = owner
+end
+return {given_back, set_aside, gone}
+"""
+
+# KEYS: unacked, unacked index, owned. ARGV: tag, "1" for the tail of the queue (leftmost), else its head.
+# One message back in its queue, as kombu's restore_by_tag does; 0 when this channel's take did not record it.
+RESTORE_ONE = """
+local record, where = redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[3], ARGV[1])
+if not (record and where) then return 0 end
+local space = string.find(where, ' ', 1, true)
+local tail, key = tonumber(string.sub(where, 1, space - 1)), string.sub(where, space + 1)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if ARGV[2] == '1' then
+  redis.call('LPUSH', key, string.sub(record, 2, #record - tail))
+else
+  redis.call('RPUSH', key, string.sub(record, 2, #record - tail))
+end
+return 1
+"""
+
+# KEYS: the unacked index, unacked, owned, deaths. ARGV: the delivery tags. What kombu's ack does, for many at once.
 FORGET = """
 redis.call('ZREM', KEYS[1], unpack(ARGV))
+redis.call('HDEL', KEYS[3], unpack(ARGV))
+redis.call('HDEL', KEYS[4], unpack(ARGV))
 return redis.call('HDEL', KEYS[2], unpack(ARGV))
 """
 # Acks reach Redis in batches: at most this long after the task ended, or at once when this many are waiting.
-# A worker killed in between has its last acks' messages handed out again after the visibility timeout: a second
-# run of a task that had finished (tasks are idempotent, as acks late requires anyway), never a loss.
+# A worker killed in between has its last acks' messages handed out again when it is found dead: a second run
+# of a task that had finished (tasks are idempotent, as acks late requires anyway), never a loss.
 FORGET_DELAY_SECONDS = 0.005
 FORGET_BATCH = 64
 
@@ -88,24 +219,41 @@ class QoS(RedisQoS):
     kombu counts a message against the prefetch limit until its ack reaches Redis. With Redis away, every task
     that finishes fails its ack; once the count reaches the limit the consumer stops reading, so it never sees
     the broken connection and never reconnects: the worker idles for good after Redis returns (`make chaos`,
-    redis-down, saw it). The message itself stays in Redis's unacked hash, and the sweep hands it out again after
-    the visibility timeout: a second run, never a loss."""
+    redis-down, saw it). The message itself stays recorded as this owner's, and comes back if the owner dies:
+    a second run, never a loss.
+
+    The ack of a suspect message (one whose earlier delivery ended in its worker's death) reaches Redis at once,
+    so that a death a few milliseconds later is not counted against it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recorded_by_take: set[str] = set()
-        self._forget: Any = None  # the FORGET script, on a client of the channel's connection pool
+        self.suspects: set[str] = set()  # held suspect messages: their acks reach Redis at once
+        self._scripts: dict[str, Any] = {}
         self._to_forget: list[str] = []
         self._forget_due = False
         # Acks come from the consumer, batches leave from a timer: a thread of its own under prefork.
         self._to_forget_lock = threading.Lock()
 
+    def held(self) -> int:
+        """Messages delivered to the consumer and not yet acknowledged."""
+        return len(self._delivered) - len(self._dirty)
+
+    def script(self, source: str) -> Any:
+        """A script on a client of the channel's connection pool (registered again after a reconnect)."""
+        pool = self.channel.pool
+        script = self._scripts.get(source)
+        if script is None or script.registered_client.connection_pool is not pool:
+            script = self._scripts[source] = self.channel.Client(connection_pool=pool).register_script(source)
+        return script
+
     def _forget_in_redis(self, delivery_tag: str) -> None:
         with self._to_forget_lock:
             self._to_forget.append(delivery_tag)
-            full = len(self._to_forget) >= FORGET_BATCH
+            full = len(self._to_forget) >= FORGET_BATCH or delivery_tag in self.suspects
             start_timer = not full and not self._forget_due
             self._forget_due = self._forget_due or start_timer
+        self.suspects.discard(delivery_tag)
         if full:
             self.forget_acknowledged()
         elif start_timer:
@@ -119,10 +267,11 @@ class QoS(RedisQoS):
             tags, self._to_forget, self._forget_due = self._to_forget, [], False
         if not tags:
             return
-        pool = self.channel.pool
-        if self._forget is None or self._forget.registered_client.connection_pool is not pool:
-            self._forget = self.channel.Client(connection_pool=pool).register_script(FORGET)
-        self._forget(keys=[self.unacked_index_key, self.unacked_key], args=tags)
+        channel = self.channel
+        self.script(FORGET)(
+            keys=[channel.unacked_index_key, channel.unacked_key, channel.owned_key, channel.unacked_deaths_key],
+            args=tags,
+        )
 
     def _forget_acknowledged_logged(self) -> None:
         waiting = len(self._to_forget)
@@ -131,7 +280,7 @@ class QoS(RedisQoS):
         except Exception as exc:  # noqa: BLE001 - a timer's thread has no caller to raise to
             logger.warning(
                 "could not remove %d acknowledged message(s) from Redis's unacked records (%s); "
-                "the sweep hands them out again after the visibility timeout",
+                "they run again if this worker dies before it can",
                 waiting,
                 exc,
             )
@@ -141,35 +290,113 @@ class QoS(RedisQoS):
             # The take script recorded it in Redis already; kombu would write the same record a second time.
             self.recorded_by_take.discard(delivery_tag)
             virtual_QoS.append(self, message, delivery_tag)
-        else:  # taken some other way (kombu's own BRPOP, basic_get): recorded here, as kombu does
+        else:  # taken some other way (basic_get): recorded here, as kombu does
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        if self.channel.global_keyprefix:  # keys would need the prefix inside the script: kombu's own way
-            try:
-                super().ack(delivery_tag)
-            except BaseException:
-                self._quick_ack(delivery_tag)
-                raise
-            return
         virtual_QoS.ack(self, delivery_tag)  # here first: the prefetch room frees whatever Redis does
         self._forget_in_redis(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self.suspects.discard(delivery_tag)
         try:
-            super().reject(delivery_tag, requeue=requeue)
+            if requeue:
+                self.restore_by_tag(delivery_tag, leftmost=True)
+                virtual_QoS.ack(self, delivery_tag)
+            else:
+                self.ack(delivery_tag)
         except BaseException:
             self._quick_ack(delivery_tag)
             raise
 
+    def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+        channel = self.channel
+        keys = [channel.unacked_key, channel.unacked_index_key, channel.owned_key]
+        if not self.script(RESTORE_ONE)(keys=keys, args=[tag, "1" if leftmost else "0"]):
+            super().restore_by_tag(tag, client=client, leftmost=leftmost)  # recorded by kombu's own code
+
+    def heartbeat(self) -> None:
+        """Tells Redis this owner is alive; logs at ERROR if it had been taken for dead meanwhile."""
+        channel = self.channel
+        known = self.script(HEARTBEAT)(keys=[channel.unacked_owners_key], args=[channel.owner])
+        if not known and channel.owner_announced and self.held():
+            logger.error(
+                "this worker was silent for over %ss and taken for dead: the %d message(s) it holds were handed to "
+                "other workers and may run twice (is the gevent hub blocked by CPU-bound work?)",
+                channel.worker_liveness_timeout,
+                self.held(),
+            )
+        channel.owner_announced = True
+
+    def restore_dead_owners(self) -> int:
+        """Gives back the messages of owners taken for dead (no heartbeat for `worker_liveness_timeout` s)."""
+        channel = self.channel
+        keys = [
+            channel.unacked_owners_key,
+            channel.unacked_key,
+            channel.unacked_index_key,
+            channel.unacked_deaths_key,
+            channel.dead_letters_key,
+        ]
+        args = [channel.worker_liveness_timeout, channel.delivery_limit, channel.owned_key_prefix]
+        given_back, set_aside, gone = self.script(RESTORE_DEAD_OWNERS)(keys=keys, args=args)
+        for owner in gone:
+            logger.warning(
+                "worker %s is gone (silent for over %ss)", bytes_to_str(owner), channel.worker_liveness_timeout
+            )
+        if given_back:
+            logger.warning("redelivery: %d message(s) of gone workers are back in their queues", given_back)
+        for index in range(0, len(set_aside), 3):
+            task, task_id, deaths = set_aside[index : index + 3]
+            logger.error(
+                "dead letter: task %s[%s] set aside: its deliveries ended in the death of their worker %s times "
+                "(manage.py dead_letters requeues or drops it)",
+                bytes_to_str(task),
+                bytes_to_str(task_id),
+                deaths,
+            )
+        return int(given_back)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        """kombu's periodic restore (its event loop calls it): the dead owners' messages, then kombu's own for
+        messages recorded without an owner."""
+        self.restore_dead_owners()
+        super().restore_visible(start=start, num=num, interval=interval)
+
 
 class Channel(RedisChannel):
     QoS = QoS
+    from_transport_options = (*RedisChannel.from_transport_options, "worker_liveness_timeout", "delivery_limit")
+    # An owner silent this long (no heartbeat, no take) is taken for dead and its messages given back. Several
+    # heartbeat periods (celery_runtime.redelivery beats every fifth of it), so a late beat is not a death.
+    worker_liveness_timeout = 15
+    # Deliveries that may end in their worker's death before the message is set aside as a dead letter.
+    delivery_limit = 3
+    unacked_owners_key = "unacked_owners"  # sorted set: owner -> its last heartbeat, Redis's clock
+    owned_key_prefix = "unacked_owned."  # hash per owner: delivery tag -> the length of its record's tail, queue key
+    unacked_deaths_key = "unacked_deaths"  # hash: delivery tag -> deaths of the workers that held it
+    dead_letters_key = "unacked_dead_letters"  # list of JSON: reason, queue, and the message as it was published
+
     # The last take found every queue empty: the next command waits for a message instead of taking one.
     _queues_were_empty = False
     _sent: str | None = None
+    _suspect_waits = False  # the last take stopped at a suspect: wait a little, then take again
+    owner_announced = False  # a heartbeat or a take told Redis of this owner
 
     _undelivered: list[dict[str, Any]]  # taken by the last take, not yet handed to the consumer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.owned_key = self.owned_key_prefix + self.owner
+        self.no_ack_queues: set[str] = set()
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self.no_ack_queues.add(queue)
+        else:
+            self.no_ack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def close(self) -> None:
         # Before kombu's close, which restores what is still delivered and drops the clients.
@@ -182,17 +409,27 @@ class Channel(RedisChannel):
         super().close()
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        if self.global_keyprefix:  # keys would need the prefix inside the script too: kombu's own way
-            return super()._brpop_start(timeout)
         if timeout is None:
             timeout = self.brpop_timeout
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return None
-        keys = [self._q_for_pri(queue, priority) for priority in self.priority_steps for queue in queues]
+        keys, no_ack = [], ""
+        for priority in self.priority_steps:
+            for queue in queues:
+                keys.append(self._q_for_pri(queue, priority))
+                no_ack += "1" if queue in self.no_ack_queues else "0"
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
-        if self._queues_were_empty:
+        if self._suspect_waits:
+            # A suspect at the head of a queue, taken once this channel holds nothing: look again shortly. A wait
+            # on a key nothing writes is a sleep that keeps this connection's place in kombu's poller.
+            self._suspect_waits = False
+            self._sent = "BLMOVE"
+            self.client.connection.send_command(
+                "BLMOVE", self.owned_key + ".wait", self.owned_key + ".wait", "RIGHT", "RIGHT", SUSPECT_WAIT_SECONDS
+            )
+        elif self._queues_were_empty:
             # Any message wakes it within `timeout` (the first key at once, the others at the next take).
             self._sent = "BLMOVE"
             self.client.connection.send_command("BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", timeout or 0)
@@ -201,14 +438,27 @@ class Channel(RedisChannel):
             # The prefetch limit's room (None: no limit); at least one, since kombu polls only when there is room.
             room = self.qos.can_consume_max_estimate()
             count = max(1, min(TAKE_AT_MOST, room if room is not None else TAKE_AT_MOST))
+            fixed = [
+                self.unacked_key,
+                self.owned_key,
+                self.unacked_owners_key,
+                self.unacked_deaths_key,
+                self.dead_letters_key,
+            ]
             self.client.connection.send_command(
-                "EVAL", TAKE_AND_RECORD, len(keys) + 2, *keys, self.unacked_key, self.unacked_index_key, time(), count
+                "EVAL",
+                TAKE_AND_RECORD,
+                len(keys) + len(fixed),
+                *keys,
+                *fixed,
+                self.owner,
+                count,
+                self.qos.held(),
+                no_ack,
             )
         return None
 
     def _brpop_read(self, **options: Any) -> bool:
-        if self.global_keyprefix:
-            return bool(super()._brpop_read(**options))
         sent, self._sent = self._sent, None
         try:
             try:
@@ -219,18 +469,42 @@ class Channel(RedisChannel):
             if sent == "BLMOVE":
                 self._queues_were_empty = False  # a message arrived, or the wait timed out: take next
                 raise Empty()
-            if not reply:
+            status = bytes_to_str(reply[0])
+            set_aside = int(reply[-1])
+            if set_aside:
+                logger.error(
+                    "dead letter: %d message(s) that are not a kombu message (not JSON, or no delivery tag) set "
+                    "aside in %s (manage.py dead_letters shows them)",
+                    set_aside,
+                    self.dead_letters_key,
+                )
+            if status == "blocked":  # a suspect waits: take it alone once all held is acknowledged
+                self._suspect_waits = True
+                raise Empty()
+            if status != "taken":
                 self._queues_were_empty = True
                 raise Empty()
-            key, items = reply
+            _, key, items, suspect = reply[:4]
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
-        messages = [loads(bytes_to_str(item)) for item in items]
-        for message in messages:
-            self.qos.recorded_by_take.add(message["properties"]["delivery_tag"])
+        messages = []
+        for item in items:
+            try:
+                messages.append(loads(bytes_to_str(item)))
+            except ValueError:  # what the take's JSON parser read and Python's does not: set aside, as there
+                self.client.lpush(self.dead_letters_key, json.dumps({"reason": "malformed", "raw": bytes_to_str(item)}))
+                logger.error("dead letter: a message Python cannot decode set aside in %s", self.dead_letters_key)
+        if not messages:
+            raise Empty()
+        if queue not in self.no_ack_queues:
+            self.owner_announced = True
+            for message in messages:
+                self.qos.recorded_by_take.add(message["properties"]["delivery_tag"])
+            if suspect:
+                self.qos.suspects.add(messages[0]["properties"]["delivery_tag"])
         # Delivering one can wait (the gevent pool's consumer waits for a free greenlet). Meanwhile a cancel
         # (a soft shutdown's, say) waits for this read to end, kombu's guard against delivering after it: the
         # rest of the take goes back to the queue then, and so does what a close finds still undelivered.
@@ -247,7 +521,7 @@ class Channel(RedisChannel):
         for message in undelivered:
             try:
                 self.qos.restore_by_tag(message["properties"]["delivery_tag"], leftmost=True)
-            except Exception as exc:  # noqa: BLE001 - the sweep hands it out after the visibility timeout
+            except Exception as exc:  # noqa: BLE001 - given back when this owner is found dead
                 logger.warning("could not put a message taken but not delivered back in the queue: %s", exc)
 
 

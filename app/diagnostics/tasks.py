@@ -100,6 +100,16 @@ def process_exit_task(status: int = 70) -> None:
     os._exit(status)
 
 
+@shared_task
+def poison_task(report_to: str | None = None, sent_at: float | None = None, status: int = 70) -> None:
+    """A poison message: ends the worker process that runs it, every time, after reporting the run. Acknowledged
+    late like the others, so it comes back after each death until the transport sets it aside."""
+    import os
+
+    _report(report_to, sent_at, False)
+    os._exit(status)
+
+
 @shared_task(ignore_result=False)
 def runtime_report_task() -> dict[str, object]:
     """What the worker process that runs it is: pool, and whether its ORM setup is the gevent-safe one."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.apps import apps
 from django.db import DatabaseError
 
+from celery_runtime.dead_letters import dead_letter_count
 from config.celery_app import app as celery_app
 from config.health import dependency_status
 
@@ -36,6 +37,7 @@ class StackStatus:
     broker: str
     workers: list[WorkerStatus] = field(default_factory=list)
     beat: list[PeriodicRun] = field(default_factory=list)
+    dead_letters: int | None = None  # messages the worker set aside (celery_runtime.dead_letters); None: unknown
 
     @property
     def all_up(self) -> bool:
@@ -95,6 +97,13 @@ def _heartbeats() -> list[PeriodicRun]:
 # <<< example apps
 
 
+def _dead_letters() -> int | None:
+    try:
+        return dead_letter_count()
+    except Exception:  # noqa: BLE001 - the broker row says why
+        return None
+
+
 def stack_status_get() -> StackStatus:
     checks = dependency_status()
     database, broker = checks["database"], checks["broker"]
@@ -103,4 +112,5 @@ def stack_status_get() -> StackStatus:
         broker=broker,
         workers=_workers() if broker == "ok" else [],
         beat=_beat() if database == "ok" else [],
+        dead_letters=_dead_letters() if broker == "ok" else None,
     )

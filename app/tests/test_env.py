@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -93,7 +95,8 @@ def test_transport_options_from_the_environment_add_to_the_defaults(monkeypatch:
         reloaded = importlib.reload(base)
         assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == 20
         assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["socket_timeout"] == 5
-        assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] == 10
+        assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] == 5
+        assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["worker_liveness_timeout"] == 15
     finally:
         monkeypatch.delenv("CELERY_BROKER_TRANSPORT_OPTIONS")
         importlib.reload(base)
@@ -113,3 +116,68 @@ def test_a_typo_stops_django_from_starting() -> None:
     )
     assert result.returncode != 0
     assert "CELERY_WORKR_CONCURRENCY is not a Celery setting" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("", "CERT_REQUIRED"), ("?ssl_cert_reqs=none", "CERT_NONE"), ("?ssl_cert_reqs=CERT_OPTIONAL", "CERT_OPTIONAL")],
+)
+def test_a_rediss_broker_url_keeps_tls(monkeypatch: pytest.MonkeyPatch, query: str, expected: str) -> None:
+    """The transport is named in the settings, so kombu no longer sees the rediss:// scheme: the settings turn it
+    into broker_use_ssl, and the connection Celery makes from them is a TLS one."""
+    import importlib
+    import ssl
+
+    import redis
+    from celery import Celery
+
+    from config.settings import base
+
+    monkeypatch.setenv("CELERY_BROKER_URL", f"rediss://:secret@redis.example:6380/0{query}")
+    try:
+        reloaded = importlib.reload(base)
+        wanted = {"ssl_cert_reqs": getattr(ssl, expected)}
+        use_ssl = reloaded.CELERY_BROKER_USE_SSL
+        assert use_ssl == wanted
+        app = Celery(set_as_current=False)
+        app.conf.update(
+            broker_url=reloaded.CELERY_BROKER_URL,
+            broker_transport=reloaded.CELERY_BROKER_TRANSPORT,
+            broker_use_ssl=use_ssl,
+        )
+        with app.connection_for_write() as connection:
+            assert connection.ssl == wanted
+            # The parameters the channel gives redis-py, without connecting (kombu's Channel pings at creation).
+            transport: Any = connection.transport
+            channel = object.__new__(transport.Channel)
+            channel.connection = connection.transport
+            params = channel._connparams()
+        assert issubclass(params["connection_class"], redis.SSLConnection)
+        assert params["ssl_cert_reqs"] == getattr(ssl, expected)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(base)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CELERY_BROKER_URL", "sentinel://sentinel:26379/0", "CELERY_BROKER_URL: the scheme sentinel://"),
+        ("CELERY_BROKER_URL", "rediss://redis:6380/0?ssl_cert_reqs=maybe", "ssl_cert_reqs=CERT_MAYBE"),
+        ("CELERY_BROKER_TRANSPORT_OPTIONS", '{"global_keyprefix": "app:"}', "global_keyprefix is not supported"),
+    ],
+)
+def test_a_broker_the_transport_cannot_keep_stops_start_up(variable: str, value: str, message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr

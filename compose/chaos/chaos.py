@@ -6,7 +6,14 @@
   verify SCENARIO FAULT_ENDED_AT WORKING_AT [beat]
                           waits (bounded) until every accepted request's row is written, then counts
                           lost rows and duplicated effects; for database faults, also that beat schedules again
-  report                  prints the table of every scenario; exits 1 on any loss, duplicate, 500 or hang
+  tasks SCENARIO [send|verify]
+                          task scenarios, sent straight to Celery (diagnostics tasks, each run counted): held-tasks
+                          (countdown and long tasks past the liveness), poison, malformed, worker-sigkill-busy
+                          (send, the host kills the worker, verify)
+  report                  prints the tables of every scenario; exits 1 on any loss, unallowed second run, 500 or hang
+
+Every successful task run of the stack's worker is pushed to the RUNS list (DIAGNOSTICS_RUNS_TO): the "rerun"
+column counts second runs of the same task id, allowed only where acks can be lost (a killed worker, Redis gone).
 
 Results go to /chaos-results/<scenario>.json, one file per scenario, merged by each step.
 """
@@ -36,6 +43,29 @@ BURST_SECONDS = 6.0  # no new request after this; one in flight still has the cl
 CLIENT_TIMEOUT = 10.0  # a request that takes longer is a hang
 REFUSAL_SECONDS = 6.0  # a dependency that is down must be answered with a 503 within this
 WRITE_TIMEOUT = float(os.environ.get("CHAOS_WRITE_TIMEOUT", "90"))
+RUNS = "chaos-runs"  # the worker's DIAGNOSTICS_RUNS_TO (docker-compose.chaos.yml)
+# Where a finished task's ack may not have reached Redis when the fault struck, so a second run is allowed
+# (acks late: the task ran, its ack was lost); everywhere else a second run fails the suite.
+RERUN_ALLOWED = ("worker-sigkill", "redis-restart", "redis-down")
+
+
+def broker() -> Any:
+    import redis
+
+    return redis.Redis.from_url(os.environ["CELERY_BROKER_URL"], decode_responses=True)
+
+
+def reruns_since(start: int, name: str | None = None) -> int:
+    """Runs in the RUNS list from `start` on that repeat a task id run before (of task `name`, or any)."""
+    entries = broker().lrange(RUNS, 0, -1)
+    seen: set[str] = set(entries[:start])
+    reruns = 0
+    for entry in entries[start:]:
+        if name and not entry.startswith(f"{name} "):
+            continue
+        reruns += entry in seen
+        seen.add(entry)
+    return reruns
 
 
 def load(scenario: str) -> dict[str, Any]:
@@ -87,6 +117,7 @@ def is_clear_refusal(answer: dict[str, Any]) -> bool:
 
 def burst(scenario: str) -> None:
     started = time.monotonic()
+    save(scenario, runs_from=broker().llen(RUNS))
     (RESULTS / f"{scenario}.started").write_text(str(time.time()))
     answers: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -183,6 +214,7 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
         written=len(written),
         lost=len(accepted) - len(written),
         duplicated=sum(count - 1 for count in texts.values() if count > 1),
+        reruns=reruns_since(result["runs_from"], "logs.tasks.log_write_task"),
         rows_recovered_s=round(rows_at - fault_ended_at, 1) if rows_at else None,
         beat_recovered_s=round(beat_at - fault_ended_at, 1) if beat_at else None,
         beat_check=check_beat,
@@ -191,9 +223,121 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
     )
 
 
+# Past the default liveness (15 s) and the sweep (5 s) that follows it: a held task that another worker is
+# handed meanwhile shows as a second run.
+HELD_SECONDS = 30
+SETTLE_SECONDS = 22  # after the last run: long enough for a wrongly given back message to run a second time
+TASK_TIMEOUT = 150
+
+
+def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
+    """One task scenario: `send` its tasks, or `verify` that each ran once (the poison: set aside after 3 runs)."""
+    import django
+
+    django.setup()
+    from celery_runtime.dead_letters import dead_letter_drop, dead_letter_list
+    from diagnostics.tasks import noop_task, poison_task, sleep_task
+
+    client, report = broker(), f"chaos-{scenario}"
+    if phase == "send":
+        client.delete(report, f"{report}-poison")
+        save(scenario, tasks=True, sent_at=time.time(), dead_letters_before=client.llen("unacked_dead_letters"))
+        if scenario == "held-tasks":
+            for index in range(20):
+                noop_task.apply_async((report, index), countdown=HELD_SECONDS)
+            for index in range(20, 24):
+                sleep_task.apply_async((HELD_SECONDS, report, index))
+            save(scenario, count=24)
+        elif scenario == "poison":
+            poison = poison_task.apply_async((f"{report}-poison", 0))
+            for index in range(100):
+                sleep_task.apply_async((0.5, report, index))
+            save(scenario, count=100, poison_id=poison.id)
+        elif scenario == "malformed":
+            for index in range(100):
+                noop_task.apply_async((report, index))
+                if index == 50:  # consumers take from the right: in the middle of one take's batch
+                    client.lpush("celery", "not json", '{"properties": {"no": "delivery tag"}}')
+            save(scenario, count=100)
+        elif scenario == "worker-sigkill-busy":
+            for index in range(40):
+                sleep_task.apply_async((3, report, index))
+            save(scenario, count=40)
+            deadline = time.monotonic() + 10
+            while client.llen("celery") and time.monotonic() < deadline:  # until the worker holds them all
+                time.sleep(0.1)
+        return
+    result = load(scenario)
+    count, started = result["count"], float(fault_at or result["sent_at"])
+    poison_id = result.get("poison_id")
+    deadline = time.monotonic() + TASK_TIMEOUT
+
+    def ran() -> Counter[int]:
+        return Counter(int(float(entry.split()[0])) for entry in client.lrange(report, 0, -1))
+
+    def poison_set_aside() -> bool:
+        return poison_id is None or any(letter.task_id == poison_id for letter in dead_letter_list(limit=1000))
+
+    done_at = None
+    while time.monotonic() < deadline:
+        if len(ran()) == count and poison_set_aside():
+            done_at = time.time()
+            break
+        time.sleep(0.5)
+    time.sleep(SETTLE_SECONDS)
+    runs = ran()
+    problems = []
+    if poison_id:
+        poison_runs = client.llen(f"{report}-poison")
+        if not poison_set_aside():
+            problems.append(f"the poison message was not set aside ({poison_runs} runs)")
+        elif poison_runs != 3:
+            problems.append(f"the poison ran {poison_runs} times, not delivery_limit (3)")
+        dead_letter_drop(task_id=poison_id)
+    if scenario == "malformed":
+        added = client.llen("unacked_dead_letters") - result["dead_letters_before"]
+        new = client.lrange("unacked_dead_letters", 0, max(added, 0) - 1)
+        raws = sorted(json.loads(entry).get("raw", "") for entry in new)
+        if raws != sorted(['{"properties": {"no": "delivery tag"}}', "not json"]):
+            problems.append(f"the two malformed messages are not what the dead letters gained: {raws}")
+        for entry in new:
+            client.lrem("unacked_dead_letters", 1, entry)
+    save(
+        scenario,
+        ran=len(runs),
+        lost=count - len(runs),
+        reruns=sum(times - 1 for times in runs.values()),
+        recovered_s=round(done_at - started, 1) if done_at else None,
+        task_problems=problems,
+    )
+    client.delete(report, f"{report}-poison")
+
+
+def task_report(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    columns = ("tasks", 9), ("ran", 9), ("lost", 6), ("rerun", 7)
+    print()
+    print(f"{'task scenario':<28}" + "".join(f"{title:>{width}}" for title, width in columns) + f"{'done s':>11}")
+    problems = []
+    for row in rows:
+        name, recovered = row["scenario"], row.get("recovered_s")
+        print(
+            f"{name:<28}{row.get('count', 0):>9}{row.get('ran', 0):>9}{row.get('lost', 0):>6}{row.get('reruns', 0):>7}"
+            f"{(f'{recovered:.1f}' if recovered is not None else '-'):>11}"
+        )
+        if row.get("lost") or "ran" not in row:
+            problems.append(f"{name}: {row.get('lost', '?')} tasks never ran")
+        if row.get("reruns"):
+            problems.append(f"{name}: {row['reruns']} tasks ran a second time")
+        problems += [f"{name}: {problem}" for problem in row.get("task_problems", [])]
+    return problems
+
+
 def report() -> None:
-    rows = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"), key=lambda p: p.stat().st_mtime)]
-    columns = ("accepted", 9), ("written", 9), ("lost", 6), ("dup", 5), ("refused", 9), ("500/hang", 10)
+    every = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"), key=lambda p: p.stat().st_mtime)]
+    rows = [row for row in every if "tasks" not in row]
+    columns = ("accepted", 9), ("written", 9), ("lost", 6), ("dup", 5), ("rerun", 7), ("refused", 9), ("500/hang", 10)
     print(f"{'scenario':<28}" + "".join(f"{title:>{width}}" for title, width in columns) + f"{'recover s':>11}")
     problems = []
     for row in rows:
@@ -203,13 +347,15 @@ def report() -> None:
         recover = max((t for t in times if t is not None), default=None)
         print(
             f"{name:<28}{len(row.get('accepted', [])):>9}{row.get('written', 0):>9}{row.get('lost', 0):>6}"
-            f"{row.get('duplicated', 0):>5}{row.get('refused', 0):>9}{failed:>10}"
+            f"{row.get('duplicated', 0):>5}{row.get('reruns', 0):>7}{row.get('refused', 0):>9}{failed:>10}"
             f"{(f'{recover:.1f}' if recover is not None else '-'):>11}"
         )
         if row.get("lost"):
             problems.append(f"{name}: {row['lost']} accepted requests never written")
         if row.get("duplicated"):
             problems.append(f"{name}: {row['duplicated']} effects duplicated")
+        if row.get("reruns") and not name.startswith(RERUN_ALLOWED):
+            problems.append(f"{name}: {row['reruns']} tasks ran a second time")
         if failed:
             problems.append(
                 f"{name}: answers other than 202 or a clear 503: {row['failed']}, e.g. {row['failed_example']}"
@@ -220,11 +366,15 @@ def report() -> None:
             problems.append(f"{name}: beat did not schedule its task after the database came back")
         problems += [f"{name}: {wrong}" for wrong in row.get("refusals_wrong", [])]
         problems += [f"{name}: {problem}" for problem in row.get("stack_problems", [])]
+    problems += task_report([row for row in every if "tasks" in row])
     for problem in problems:
         print(f"FAIL {problem}")
     if problems:
         sys.exit(1)
-    print("chaos: every accepted request written exactly once; every refusal a 503 with Retry-After")
+    print(
+        "chaos: every accepted request written exactly once; every refusal a 503 with Retry-After; every task "
+        "ran once, but for a poison message set aside"
+    )
 
 
 if __name__ == "__main__":
@@ -235,6 +385,8 @@ if __name__ == "__main__":
         unavailable(arguments[0], arguments[1])
     elif command == "verify":
         verify(arguments[0], float(arguments[1]), arguments[2], check_beat="beat" in arguments[3:])
+    elif command == "tasks":
+        tasks(arguments[0], arguments[1], *arguments[2:3])
     elif command == "report":
         report()
     else:

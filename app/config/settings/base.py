@@ -1,7 +1,9 @@
 """Settings shared by every environment. Every value that varies comes from the environment via config.env."""
 
+import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -33,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_celery_results",
     "django_celery_beat",
+    "celery_runtime",
     "home",
     "diagnostics",
     # >>> example apps: `make init EXAMPLES=drop` removes them, with everything between these two lines
@@ -45,6 +48,8 @@ INSTALLED_APPS = [
 # The landing page at / (home): which services are up, links, the example tasks to try. On in development
 # (settings.local) and the tests; production turns it on only with DJANGO_LANDING_PAGE=true (/ is a 404 otherwise).
 LANDING_PAGE = env.bool("DJANGO_LANDING_PAGE", default=True)
+# make chaos only: a Redis list on the broker that receives every successful task run (diagnostics), to count runs.
+DIAGNOSTICS_RUNS_TO = env.str("DIAGNOSTICS_RUNS_TO", default="")
 # Where the landing page links to Flower (empty: no link). Development: http://localhost:5555/ (compose).
 FLOWER_URL = env.str("DJANGO_FLOWER_URL", default="")
 
@@ -147,8 +152,9 @@ LOGGING: dict[str, Any] = {
 # Defaults for a gevent worker on a Redis broker. Any CELERY_* variable in the environment overrides the
 # setting of that name, typed by Celery's own option table; an unknown name stops start-up.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
-# kombu's Redis transport, taking a message and recording it as unacknowledged in one step, so a worker killed
-# in between loses nothing (celery_runtime.transport).
+# kombu's Redis transport, with every message owned by the live worker process that took it: never handed to
+# another while it lives, back in its queue within seconds when it dies, set aside after repeated deaths
+# (celery_runtime.transport; docs/reliability.md).
 CELERY_BROKER_TRANSPORT = "celery_runtime.transport:Transport"
 # Results go to Postgres through django-celery-results, where the admin shows them; a write waits out a
 # database restart (celery_runtime.results).
@@ -161,12 +167,15 @@ CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_IGNORE_RESULT = True  # nobody reads most results; a task that returns one says ignore_result=False
 CELERY_TASK_ACKS_LATE = True  # acked after it runs, so a crash redelivers it; tasks here are idempotent
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # A dead worker's unacked tasks go back to the queue after this many seconds (celery_runtime.redelivery):
-    # longer than a task waits in a worker's prefetch plus the longest task, or a live worker's task is
-    # handed out a second time.
+    # A worker process silent this long (no heartbeat) is taken for dead, and its tasks go back to their queues
+    # (celery_runtime.redelivery): the bound on a dead worker's tasks, and on a live one whose gevent hub is blocked.
+    "worker_liveness_timeout": 15,
+    # How often each worker looks for dead workers' tasks.
+    "unacked_restore_interval": 5,
+    # Deliveries that may end in the death of their worker before a message is set aside as a dead letter.
+    "delivery_limit": 3,
+    # Only for messages recorded without an owner (kombu's own code): handed out again after this many seconds.
     "visibility_timeout": 3600,
-    # How often each worker looks for such tasks.
-    "unacked_restore_interval": 10,
     # Redis gone or hanging: a publish (a request's enqueue) fails within seconds rather than waiting on a
     # dead socket. Longer than the consumer's 1 s BRPOP, which reads on the same kind of socket.
     "socket_connect_timeout": 2,
@@ -207,11 +216,35 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     # <<< example apps
 }
+# TLS for a rediss:// broker URL (below), or Celery's broker_use_ssl options from the environment.
+CELERY_BROKER_USE_SSL: Any = None
 _transport_option_defaults = CELERY_BROKER_TRANSPORT_OPTIONS
 globals().update(celery_settings_from_env())
 # CELERY_BROKER_TRANSPORT_OPTIONS from the environment adds to the defaults above key by key: setting the
 # visibility timeout alone keeps the socket timeouts.
 CELERY_BROKER_TRANSPORT_OPTIONS = {**_transport_option_defaults, **CELERY_BROKER_TRANSPORT_OPTIONS}
+_broker_scheme = urlsplit(CELERY_BROKER_URL).scheme
+if _broker_scheme not in ("redis", "rediss"):
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL: the scheme {_broker_scheme}:// is not one the worker's transport keeps "
+        "(celery_runtime.transport takes redis:// and rediss://; Sentinel and other brokers need a transport of "
+        "their own)"
+    )
+if _broker_scheme == "rediss" and not CELERY_BROKER_USE_SSL:
+    # The transport is named above, so kombu does not see the scheme and would connect in plain text: TLS as
+    # the URL asks, checking the server's certificate unless ?ssl_cert_reqs= says otherwise.
+    _cert_reqs = parse_qs(urlsplit(CELERY_BROKER_URL).query).get("ssl_cert_reqs", ["required"])[0].upper()
+    _cert_reqs = _cert_reqs if _cert_reqs.startswith("CERT_") else f"CERT_{_cert_reqs}"
+    if _cert_reqs not in ("CERT_REQUIRED", "CERT_OPTIONAL", "CERT_NONE"):
+        raise ImproperlyConfigured(
+            f"CELERY_BROKER_URL: ssl_cert_reqs={_cert_reqs} is not one of required, optional, none"
+        )
+    CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": getattr(ssl, _cert_reqs)}
+if CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix"):
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_TRANSPORT_OPTIONS: global_keyprefix is not supported by the worker's transport (its scripts "
+        "name their keys); give the project a Redis database of its own instead (the /N of CELERY_BROKER_URL)"
+    )
 # Under gevent with acks late, every task that finishes acks over a Redis connection of the consumer's pool;
 # a pool smaller than the concurrency fails acks with "Too many connections". Sized here unless set above.
 CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("max_connections", int(CELERY_WORKER_CONCURRENCY) + 10)

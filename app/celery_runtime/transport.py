@@ -17,9 +17,11 @@ Here, in Lua scripts that Redis runs atomically:
   `worker_liveness_timeout` seconds (default 15), to the head of the queue they came from. A live worker's
   messages are never handed out, however long they wait or run;
 * each give-back counts a death for the message; a message whose deliveries ended in `delivery_limit` (default 3)
-  deaths goes to the dead-letter list (`dead_letters_key`) instead, logged at ERROR with its task and id. After
-  a death a message is suspect: a channel takes it alone, when it holds nothing else, so that the messages that
-  shared a worker with a poison one do not die with it again and again;
+  deaths goes to the dead-letter list (`dead_letters_key`) instead, logged at ERROR with its task and id. A
+  message one death from the limit is suspect: a channel takes it alone, when it holds nothing else, so that the
+  messages that shared a worker with a poison one twice do not die with it a third time. (Suspect after one
+  death instead, a worker's crash had every task it held run one at a time afterwards: 40 tasks of 3 s took
+  79 s to come back and run, against 25 s: `make chaos`, worker-sigkill-busy);
 * a message that is not JSON, or has no delivery tag, goes to the dead-letter list at once; the messages taken
   with it are delivered. `manage.py dead_letters` lists, requeues or drops them.
 
@@ -56,17 +58,26 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-# KEYS: the queue lists in the order to take from, then unacked, owned, owners, deaths, dead letters.
+# KEYS: the queue lists in the order to take from, then unacked, owned, owners, deaths, dead letters, unacked index.
 # ARGV: 1 owner, 2 how many messages at most, 3 how many the channel holds unacknowledged now, 4 one character per
-# queue key, "1" where its consumer does not acknowledge.
+# queue key, "1" where its consumer does not acknowledge, 5 the deaths from which a message is suspect, 6... the
+# delivery tags acknowledged since the last batch of acks reached Redis: forgotten first, in the same script, so
+# that a message taken into the room an ack freed cannot end the worker before that ack is recorded.
 # Reply: {"taken", queue key, messages, suspect (0/1), set aside} or {"empty"|"blocked", set aside}.
 # Each message is recorded as kombu's restore reads it, [message, exchange, routing_key], around its text as it
 # was published (decoding and encoding it again in Lua would round large integers in the arguments); the owned
 # hash keeps the queue key and the length of the record's tail, so the text can be cut out again.
 TAKE_AND_RECORD = """
-local n = #KEYS - 5
+local n = #KEYS - 6
 local unacked, owned, owners, deaths, dead = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4], KEYS[n + 5]
-local owner, count, held, no_ack = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local owner, count, held, no_ack, suspect_at = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+if #ARGV > 5 then
+  local acked = {unpack(ARGV, 6)}
+  redis.call('ZREM', KEYS[n + 6], unpack(acked))
+  redis.call('HDEL', owned, unpack(acked))
+  redis.call('HDEL', deaths, unpack(acked))
+  redis.call('HDEL', unacked, unpack(acked))
+end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local blocked, set_aside = false, 0
@@ -86,7 +97,7 @@ for i = 1, n do
         redis.call('LPUSH', dead, cjson.encode({reason = 'malformed', queue = key, at = now, raw = item}))
         set_aside = set_aside + 1
       else
-        local died = redis.call('HEXISTS', deaths, tag) == 1
+        local died = tonumber(redis.call('HGET', deaths, tag) or '0') >= suspect_at
         if died and (#taken > 0 or held > 0) then
           blocked = true
           break
@@ -261,6 +272,18 @@ class QoS(RedisQoS):
             timer.daemon = True
             timer.start()
 
+    def take_acknowledged(self) -> list[str]:
+        """The acks not yet sent to Redis, for the next take to send (the batch's timer then finds none)."""
+        with self._to_forget_lock:
+            tags, self._to_forget = self._to_forget, []
+        return tags
+
+    def give_back_acknowledged(self, tags: list[str]) -> None:
+        """Acks a take could not deliver: sent with the next batch."""
+        if tags:
+            with self._to_forget_lock:
+                self._to_forget[:0] = tags
+
     def forget_acknowledged(self) -> None:
         """Removes the acknowledged messages from Redis's unacked records, in one command."""
         with self._to_forget_lock:
@@ -381,6 +404,7 @@ class Channel(RedisChannel):
     _queues_were_empty = False
     _sent: str | None = None
     _suspect_waits = False  # the last take stopped at a suspect: wait a little, then take again
+    _forgetting: list[str] = []  # acks sent with the take in flight
     owner_announced = False  # a heartbeat or a take told Redis of this owner
 
     _undelivered: list[dict[str, Any]]  # taken by the last take, not yet handed to the consumer
@@ -390,6 +414,12 @@ class Channel(RedisChannel):
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.owned_key = self.owned_key_prefix + self.owner
         self.no_ack_queues: set[str] = set()
+
+    @property
+    def suspect_at(self) -> int:
+        """The deaths from which a message is taken alone: one more would set it aside. Not after one death: a
+        worker's crash would then have every task it held run one at a time afterwards."""
+        return int(self.delivery_limit) - 1 if int(self.delivery_limit) >= 3 else 1
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
@@ -444,7 +474,9 @@ class Channel(RedisChannel):
                 self.unacked_owners_key,
                 self.unacked_deaths_key,
                 self.dead_letters_key,
+                self.unacked_index_key,
             ]
+            self._forgetting = self.qos.take_acknowledged()
             self.client.connection.send_command(
                 "EVAL",
                 TAKE_AND_RECORD,
@@ -455,6 +487,8 @@ class Channel(RedisChannel):
                 count,
                 self.qos.held(),
                 no_ack,
+                self.suspect_at,
+                *self._forgetting,
             )
         return None
 
@@ -465,7 +499,10 @@ class Channel(RedisChannel):
                 reply = self.client.parse_response(self.client.connection, sent, **options)
             except self.connection_errors:
                 self.client.connection.disconnect()  # the next poll reconnects
+                self.qos.give_back_acknowledged(self._forgetting)  # not known to have reached Redis
                 raise
+            finally:
+                self._forgetting = []
             if sent == "BLMOVE":
                 self._queues_were_empty = False  # a message arrived, or the wait timed out: take next
                 raise Empty()

@@ -39,3 +39,22 @@ def test_the_page_is_a_404_when_turned_off(client: Any) -> None:
 
 def test_an_unknown_action_is_a_400_with_the_reason(client: Any) -> None:
     form_is_refused_with_the_reason(client, {"action": "divide"}, "unknown action &#x27;divide&#x27;")
+
+
+def test_the_page_counts_the_dead_letters(client: Any) -> None:
+    """The messages the worker set aside show on the page, with how to deal with them."""
+    import redis
+    from django.conf import settings
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    entry = '{"reason":"malformed","queue":"celery","at":0,"raw":"shown on the landing page"}'
+    before = broker.llen("unacked_dead_letters")
+    broker.lpush("unacked_dead_letters", entry)
+    try:
+        row = client.get("/").content.decode().split('id="dead-letters">', 1)[1].split("</td>", 1)[0]
+        assert f'<span class="bad">{before + 1}</span>' in row, row
+        assert "dead_letters" in row
+    finally:
+        broker.lrem("unacked_dead_letters", 1, entry)
+    row = client.get("/").content.decode().split('id="dead-letters">', 1)[1].split("</td>", 1)[0]
+    assert (f'<span class="bad">{before}</span>' if before else '<span class="ok">0</span>') in row, row

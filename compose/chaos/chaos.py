@@ -338,7 +338,8 @@ def report() -> None:
     every = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"), key=lambda p: p.stat().st_mtime)]
     rows = [row for row in every if "tasks" not in row]
     columns = ("accepted", 9), ("written", 9), ("lost", 6), ("dup", 5), ("rerun", 7), ("refused", 9), ("500/hang", 10)
-    print(f"{'scenario':<28}" + "".join(f"{title:>{width}}" for title, width in columns) + f"{'recover s':>11}")
+    if rows:
+        print(f"{'scenario':<28}" + "".join(f"{title:>{width}}" for title, width in columns) + f"{'recover s':>11}")
     problems = []
     for row in rows:
         name = row["scenario"]

@@ -181,6 +181,16 @@ end
 return {given_back, set_aside, gone}
 """
 
+# KEYS: owners, owned. ARGV: owner. A channel closing with nothing of its own left leaves the owners at once, so
+# that no sweep reports it gone.
+RELEASE = """
+if redis.call('HLEN', KEYS[2]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
 # KEYS: unacked, unacked index, owned. ARGV: tag, "1" for the tail of the queue (leftmost), else its head.
 # One message back in its queue, as kombu's restore_by_tag does; 0 when this channel's take did not record it.
 RESTORE_ONE = """
@@ -337,6 +347,17 @@ class QoS(RedisQoS):
         keys = [channel.unacked_key, channel.unacked_index_key, channel.owned_key]
         if not self.script(RESTORE_ONE)(keys=keys, args=[tag, "1" if leftmost else "0"]):
             super().restore_by_tag(tag, client=client, leftmost=leftmost)  # recorded by kombu's own code
+
+    def restore_unacked_once(self, stderr: Any = None) -> Any:
+        """kombu's, as the channel closes (what it holds back in its queues), then this owner leaves the owners if
+        nothing of its own is left; else the sweep gives back the rest once it is silent for the liveness."""
+        restored = super().restore_unacked_once(stderr)
+        channel = self.channel
+        try:
+            self.script(RELEASE)(keys=[channel.unacked_owners_key, channel.owned_key], args=[channel.owner])
+        except Exception as exc:  # noqa: BLE001 - closing goes on: the sweep removes it after the liveness
+            logger.debug("could not leave the owners at close: %r", exc)
+        return restored
 
     def heartbeat(self) -> None:
         """Tells Redis this owner is alive; logs at ERROR if it had been taken for dead meanwhile."""

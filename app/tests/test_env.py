@@ -181,3 +181,15 @@ def test_a_broker_the_transport_cannot_keep_stops_start_up(variable: str, value:
     )
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def test_task_routes_from_the_environment_route_tasks_to_their_queue() -> None:
+    from celery import Celery
+
+    from config.env import celery_settings_from_env
+
+    routes = celery_settings_from_env({"CELERY_TASK_ROUTES": '{"calc.tasks.*": {"queue": "math"}}'})
+    app = Celery(set_as_current=False)
+    app.conf.task_routes = routes["CELERY_TASK_ROUTES"]
+    assert app.amqp.router.route({}, "calc.tasks.add")["queue"].name == "math"
+    assert app.amqp.router.route({}, "logs.tasks.log_write_task")["queue"].name == "celery"

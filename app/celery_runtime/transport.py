@@ -27,7 +27,8 @@ Here, in Lua scripts that Redis runs atomically:
 
 Publishing, queues as Redis lists, and the fanout and pidbox of kombu are unchanged (Flower's broker view,
 `celery purge`, list-length autoscalers and plain-kombu producers keep working). On an empty queue the consumer
-waits with `BLMOVE key key RIGHT RIGHT`, which returns once the list has a message and leaves it where it was.
+waits with `BLMOVE key key RIGHT RIGHT`, which returns once the list has a message and leaves it where it was;
+a consumer of several queues is woken by a change to any of them (QueueWaker).
 Messages recorded by kombu's own code (older versions of this transport, `basic_get`) keep kombu's
 visibility-timeout restore.
 
@@ -57,6 +58,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
+from redis.exceptions import ResponseError
 
 # KEYS: the queue lists in the order to take from, then unacked, owned, owners, deaths, dead letters, unacked index.
 # ARGV: 1 owner, 2 how many messages at most, 3 how many the channel holds unacknowledged now, 4 one character per
@@ -408,6 +410,96 @@ class QoS(RedisQoS):
         super().restore_visible(start=start, num=num, interval=interval)
 
 
+class QueueWaker:
+    """Wakes a channel's idle wait when a message lands in any queue it consumes, not only the one it waits on.
+
+    Redis has no blocking wait on several lists that leaves the message where it is (BLMPOP pops it, which would
+    reopen the window where a worker killed in between loses it). So the channel waits on its first queue's key
+    with BLMOVE, and Redis's client tracking (BCAST, one prefix per queue name, NOLOOP) reports every change to any
+    of its queues to this waker's subscriber connection (`__redis__:invalidate`); the waker then ends the wait
+    with CLIENT UNBLOCK, and the next take looks at every queue. A thread (a greenlet under gevent) of its own,
+    only for channels that consume more than one queue. Where Redis refuses client tracking (an ACL, an old
+    server) the channel waits as before, and says so once."""
+
+    def __init__(self, channel: Any, queues: list[str]) -> None:
+        self.channel = channel
+        self.prefixes: list[str] = []
+        for queue in sorted(set(queues), key=len):  # Redis refuses prefixes that overlap: the shortest covers
+            if not any(queue.startswith(kept) for kept in self.prefixes):
+                self.prefixes.append(queue)
+        self.woken = False
+        self.closed = False
+        self.refused: Exception | None = None  # what Redis answered the waker's commands with, if it refused them
+        self.subscriber_id: int | None = None
+        self.tracked: tuple[Any, Any] | None = None  # the main connection and socket tracking is set up on
+        self.main_id: int | None = None
+        self._connection: Any = None
+        self._unblocker = channel.Client(connection_pool=channel.pool)
+        self._thread = threading.Thread(target=self._run, name="queue-waker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self.closed:
+            try:
+                # RESP2, where an invalidation is a plain pub/sub message: redis-py 8 speaks RESP3 by default, where
+                # it is a push that read_response hands elsewhere (and its maintenance notifications want RESP3).
+                pool = self.channel.pool
+                options = {key: value for key, value in pool.connection_kwargs.items() if not key.startswith("maint")}
+                connection = self._connection = pool.connection_class(**{**options, "protocol": 2})
+                connection.connect()
+                connection.send_command("CLIENT", "ID")
+                subscriber_id = connection.read_response()
+                connection.send_command("SUBSCRIBE", "__redis__:invalidate")
+                connection.read_response()
+                self.subscriber_id, self.tracked = int(subscriber_id), None  # the channel sets tracking up again
+                while not self.closed:
+                    if connection.can_read(timeout=1):
+                        connection.read_response()
+                        self.wake()
+            except ResponseError as exc:  # refused (an ACL): the channel waits as before
+                self.refused = exc
+                return
+            except Exception as exc:  # noqa: BLE001 - a thread of its own: try again shortly
+                if not self.closed:
+                    logger.debug("queue waker: %r; connecting again", exc)
+                    self.subscriber_id = None
+                    threading.Event().wait(1)
+            finally:
+                if self._connection is not None:
+                    self._connection.disconnect()
+
+    def wake(self) -> None:
+        self.woken = True
+        if self.channel._sent == "BLMOVE" and self.main_id is not None:
+            try:
+                self._unblocker.execute_command("CLIENT", "UNBLOCK", self.main_id)
+            except Exception as exc:  # noqa: BLE001 - the wait ends by its timeout instead
+                logger.debug("queue waker could not unblock the wait: %r", exc)
+
+    def track(self, connection: Any) -> bool:
+        """Sets client tracking up on the channel's connection, once per connection; False if it cannot be."""
+        if self.subscriber_id is None:
+            return False
+        if self.tracked == (connection, connection._sock):
+            return True
+        connection.send_command("CLIENT", "ID")
+        self.main_id = int(connection.read_response())
+        connection.send_command("CLIENT", "TRACKING", "OFF")
+        connection.read_response()
+        prefixes = [word for prefix in self.prefixes for word in ("PREFIX", prefix)]
+        connection.send_command(
+            "CLIENT", "TRACKING", "ON", "REDIRECT", self.subscriber_id, "BCAST", *prefixes, "NOLOOP"
+        )
+        connection.read_response()
+        self.tracked = (connection, connection._sock)
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        if self._connection is not None:
+            self._connection.disconnect()
+
+
 class Channel(RedisChannel):
     QoS = QoS
     from_transport_options = (*RedisChannel.from_transport_options, "worker_liveness_timeout", "delivery_limit")
@@ -427,6 +519,8 @@ class Channel(RedisChannel):
     _suspect_waits = False  # the last take stopped at a suspect: wait a little, then take again
     _forgetting: list[str] = []  # acks sent with the take in flight
     owner_announced = False  # a heartbeat or a take told Redis of this owner
+    _waker: QueueWaker | None = None  # with several queues: ends the idle wait when any of them changes
+    _waker_refused = False
 
     _undelivered: list[dict[str, Any]]  # taken by the last take, not yet handed to the consumer
 
@@ -442,6 +536,28 @@ class Channel(RedisChannel):
         worker's crash would then have every task it held run one at a time afterwards."""
         return int(self.delivery_limit) - 1 if int(self.delivery_limit) >= 3 else 1
 
+    def _woken_since_take(self) -> bool:
+        """With several queues: tracking set up for the wait, and whether a queue changed since the last take."""
+        queues = set(self.active_queues)
+        if len(queues) < 2 or self._waker_refused:
+            return False
+        if self._waker is None or set(self._waker.prefixes) - queues:
+            if self._waker is not None:
+                self._waker.close()
+            self._waker = QueueWaker(self, sorted(queues))
+        try:
+            if self._waker.refused:
+                raise self._waker.refused
+            if not self._waker.track(self.client.connection):
+                return False
+        except self.ResponseError as exc:
+            logger.info("Redis refuses client tracking (%s): an idle worker takes from its other queues in 1 s", exc)
+            self._waker_refused = True
+            self._waker.close()
+            return False
+        woken, self._waker.woken = self._waker.woken, False
+        return woken
+
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
             self.no_ack_queues.add(queue)
@@ -450,6 +566,8 @@ class Channel(RedisChannel):
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def close(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
         # Before kombu's close, which restores what is still delivered and drops the clients.
         if self._qos is not None:
             try:
@@ -480,8 +598,8 @@ class Channel(RedisChannel):
             self.client.connection.send_command(
                 "BLMOVE", self.owned_key + ".wait", self.owned_key + ".wait", "RIGHT", "RIGHT", SUSPECT_WAIT_SECONDS
             )
-        elif self._queues_were_empty:
-            # Any message wakes it within `timeout` (the first key at once, the others at the next take).
+        elif self._queues_were_empty and not self._woken_since_take():
+            # A message on the first key wakes it at once; on the others, the waker (several queues) or the timeout.
             self._sent = "BLMOVE"
             self.client.connection.send_command("BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", timeout or 0)
         else:

@@ -537,8 +537,10 @@ class Channel(RedisChannel):
         return int(self.delivery_limit) - 1 if int(self.delivery_limit) >= 3 else 1
 
     def _woken_since_take(self) -> bool:
-        """With several queues: tracking set up for the wait, and whether a queue changed since the last take."""
-        queues = set(self.active_queues)
+        """With several queues: tracking set up for the wait, and whether a queue changed since the last take.
+        Queues read without acknowledgement (gossip's worker events, on this channel where mingle and gossip are
+        on, as in production) do not count: they can wait for the wait's timeout."""
+        queues = set(self.active_queues) - self.no_ack_queues
         if len(queues) < 2 or self._waker_refused:
             return False
         if self._waker is None or set(self._waker.prefixes) - queues:

@@ -60,6 +60,7 @@ class WorkerSpec:
     env: dict[str, str] = field(default_factory=dict)
     app: str = "config.celery_app"
     processes: int = 1  # more than one: start-worker, the container's own supervisor, starts them
+    queues: tuple[str, ...] = (TASK_QUEUE,)
 
     @property
     def application_name(self) -> str:
@@ -107,6 +108,7 @@ class Worker:
             **spec.env,
         }
         options = ["-c", str(spec.concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]
+        options += ["-Q", ",".join(spec.queues)]
         host = os.uname().nodename
         if spec.processes > 1:
             command = ["start-worker", *options]
@@ -134,11 +136,12 @@ class Worker:
         raise SystemExit(f"worker {self.spec.label}: {sorted(waiting)} did not answer a ping within 60 s")
 
     def consume(self, on: bool) -> None:
-        """Starts or stops consuming the task queue (stopped while a workload's tasks are queued)."""
+        """Starts or stops consuming its queues (stopped while a workload's tasks are queued)."""
         control = app.control.add_consumer if on else app.control.cancel_consumer
-        replies = control(TASK_QUEUE, destination=self.nodenames, reply=True, timeout=5) or []
-        if len(replies) != len(self.nodenames):
-            raise SystemExit(f"worker {self.spec.label}: {len(replies)} of {len(self.nodenames)} processes answered")
+        for queue in self.spec.queues:
+            replies = control(queue, destination=self.nodenames, reply=True, timeout=5) or []
+            if len(replies) != len(self.nodenames):
+                raise SystemExit(f"worker {self.spec.label}: {len(replies)} of {len(self.nodenames)} answered")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -295,6 +298,51 @@ def bench_results(*, round_trips: int = 100, burst: int = 200) -> dict[str, floa
     }
 
 
+def bench_queues(*, one_at_a_time: int = 100, backlog: int = 3000) -> dict[str, float]:
+    """A worker consuming two queues (`-Q celery,second`): what a task sent to an idle worker waits on each queue,
+    one at a time, then on the second queue while the first holds a backlog (a busy queue must not starve the
+    others). Both are measured from the send to the task's report, in milliseconds."""
+    second = "second"
+    spec = WorkerSpec("gevent -Q celery,second", "gevent", GEVENT_CONCURRENCY, POOLED, queues=(TASK_QUEUE, second))
+    worker = Worker(spec)
+    report_to = f"bench:{uuid.uuid4().hex}"
+
+    def one(queue: str) -> float:
+        sent = time.time()
+        app.send_task("diagnostics.tasks.noop_task", kwargs={"report_to": report_to, "sent_at": sent}, queue=queue)
+        _, raw = reports.blpop([report_to], timeout=30) or (None, None)
+        if raw is None:
+            raise SystemExit(f"{spec.label}: a task sent to {queue} did not run within 30 s")
+        sent_at, done = map(float, raw.split())
+        return (done - sent_at) * 1000
+
+    try:
+        worker.consume(True)
+        for queue in (TASK_QUEUE, second):  # warm
+            one(queue)
+        waits: dict[str, list[float]] = {TASK_QUEUE: [], second: []}
+        for _ in range(scaled(one_at_a_time)):
+            for queue in (TASK_QUEUE, second):
+                waits[queue].append(one(queue))
+        backlog_report = f"bench:{uuid.uuid4().hex}"
+        worker.consume(False)
+        send("io 100 ms", scaled(backlog), backlog_report)  # the first queue: 100 ms each, seconds of work ahead
+        worker.consume(True)
+        behind = [one(second) for _ in range(scaled(one_at_a_time) // 4)]
+        left = scaled(backlog) - reports.llen(backlog_report)
+    finally:
+        worker.stop()
+        app.control.purge()
+        reports.delete(report_to)
+    return {
+        "first_queue_p50_ms": round(percentile(sorted(waits[TASK_QUEUE]), 0.5), 1),
+        "second_queue_p50_ms": round(percentile(sorted(waits[second]), 0.5), 1),
+        "second_queue_p95_ms": round(percentile(sorted(waits[second]), 0.95), 1),
+        "second_behind_backlog_p50_ms": round(percentile(sorted(behind), 0.5), 1),
+        "backlog_left": left,
+    }
+
+
 # >>> example apps
 def bench_web(*, clients: int = 16, requests_per_client: int = 150) -> dict[str, Any]:
     """POST /logs/ from `clients` keep-alive connections, each sending a fixed number of requests."""
@@ -396,11 +444,12 @@ def main() -> None:
         results = bench_results()
     finally:
         worker.stop()
+    queues = bench_queues()
     web: dict[str, Any] | None = None
     # >>> example apps
     web = bench_web()  # POST /logs/ of the logs example
     # <<< example apps
-    report(cells, results, web)
+    report(cells, results, queues, web)
 
 
 def print_cell(cell: Cell) -> None:
@@ -409,7 +458,7 @@ def print_cell(cell: Cell) -> None:
     print(f"  measured {cell.worker:<22} {cell.workload:<20} {cell.tasks:>5} tasks  {rate}{peak}", flush=True)
 
 
-def report(cells: list[Cell], results: dict[str, float], web: dict[str, Any] | None) -> None:
+def report(cells: list[Cell], results: dict[str, float], queues: dict[str, float], web: dict[str, Any] | None) -> None:
     rate = {(cell.worker, cell.workload): cell.tasks_per_second for cell in cells}
     by_key = {(cell.worker, cell.workload): cell for cell in cells}
     several, single = f"gevent x{CORES} processes", "gevent x1 process"
@@ -473,6 +522,16 @@ def report(cells: list[Cell], results: dict[str, float], web: dict[str, Any] | N
         f"  {results['burst']} sent at once, all read back: {results['burst_seconds']} s, "
         f"{results['burst_tasks_per_second']} tasks/s (target >= 250)"
     )
+    print()
+    print(f"Queues (a gevent worker consuming {TASK_QUEUE} and second; no-op tasks sent one at a time)")
+    print(
+        f"  idle worker: median {queues['first_queue_p50_ms']} ms on {TASK_QUEUE}, {queues['second_queue_p50_ms']} ms "
+        f"on second (p95 {queues['second_queue_p95_ms']} ms)"
+    )
+    print(
+        f"  second, while {TASK_QUEUE} holds a backlog of 100 ms tasks: median "
+        f"{queues['second_behind_backlog_p50_ms']} ms ({queues['backlog_left']:.0f} of the backlog still queued after)"
+    )
     if web:
         print()
         per_client = web["requests"] // web["clients"]
@@ -493,6 +552,7 @@ def report(cells: list[Cell], results: dict[str, float], web: dict[str, Any] | N
                 "cells": [asdict(cell) for cell in cells],
                 "ratios": {name: round(value, 2) for name, value in ratios.items()},
                 "results": results,
+                "queues": queues,
                 "web": web,
             },
             indent=2,

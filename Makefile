@@ -22,9 +22,7 @@ help: ## list the targets
 
 # A start that fails says why in the logs of what did not become healthy: show their last lines.
 # $(1): the compose command the services were started with.
-SHOW_UNHEALTHY = for service in $$($(1) ps -a --format '{{.Service}}:{{.State}}:{{.Health}}:{{.ExitCode}}' \
-	  | awk -F: '$$3 != "healthy" && !($$2 == "exited" && $$4 == 0) {print $$1}' | sort -u); do \
-	  echo "--- $$service is not healthy; its last log lines:"; $(1) logs --no-log-prefix --tail 40 "$$service"; done
+SHOW_UNHEALTHY = bash compose/show-unhealthy $(1)
 
 # A variable's value as Compose reads the env files (quotes, ${...}, comments), for a recipe's shell: env files are
 # never sourced as shell code, which Compose's syntax is not. $(1): the compose command, $(2): the name, $(3): the
@@ -87,30 +85,19 @@ createsuperuser: ## create an admin user
 	$(COMPOSE) exec web python manage.py createsuperuser
 
 .PHONY: test
-test: .env ## run the tests in a container, with a real gevent worker, Postgres and Redis
-	$(COMPOSE) build web
-	$(COMPOSE) up -d --wait postgres redis
-	@$(COMPOSE) exec -T postgres sh -c 'psql -U "$$POSTGRES_USER" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '"'"'$${POSTGRES_DB}_test'"'"'" | grep -q 1 || createdb -U "$$POSTGRES_USER" "$${POSTGRES_DB}_test"'
-	@$(COMPOSE) exec -T redis redis-cli -n 1 FLUSHDB >/dev/null  # the test broker: nothing left from an interrupted run
-	@$(COMPOSE) --profile test up -d --wait test-worker || { $(call SHOW_UNHEALTHY,$(COMPOSE) --profile test); exit 1; }
-	@started=$$(date -u +%Y-%m-%dT%H:%M:%SZ); status=0; \
-	$(COMPOSE) --profile test run --rm test pytest $(ARGS) || status=$$?; \
-	if $(COMPOSE) logs --no-log-prefix --since "$$started" test-worker 2>&1 | grep -n "DatabaseError"; then \
-	  echo "the test worker logged a DatabaseError (above)"; status=1; \
-	else echo "the test worker logged no DatabaseError"; fi; \
-	$(COMPOSE) --profile test stop test-worker >/dev/null 2>&1; \
-	exit $$status
+test: .env ## run the tests in a container, with a real gevent worker, Postgres and Redis (ARGS: pytest's)
+	@COMPOSE="$(COMPOSE)" bash tools/run-tests $(ARGS)
 
 .PHONY: smoke
 smoke: .env ## check the running stack (make up first) from inside its network
 	@unhealthy=$$($(COMPOSE) ps --format '{{.Service}} {{.Health}}' web worker beat flower postgres redis | grep -v ' healthy$$' || true); \
 	if [ -n "$$unhealthy" ]; then echo "not healthy: $$unhealthy (run make up)"; exit 1; fi
 	$(COMPOSE) --profile smoke run --rm smoke
-	@COMPOSE="$(COMPOSE)" bash compose/smoke/worker-comes-back
+	@COMPOSE="$(COMPOSE)" bash tools/smoke/worker-comes-back
 
 .PHONY: chaos
 chaos: .env ## inject faults (worker killed, Postgres and Redis restarted or down) into a stack of its own; fails on any loss
-	bash compose/chaos/chaos $(ARGS)
+	bash tools/chaos/chaos $(ARGS)
 
 .PHONY: bench
 bench: up ## benchmark workers by pool and workload, and the web tier; prints a table, writes bench-results/*.json
@@ -119,21 +106,14 @@ bench: up ## benchmark workers by pool and workload, and the web tier; prints a 
 
 .PHONY: bench-stack
 bench-stack: .env ## time make up, measure the stack's memory and idle CPU, and how fast a code change goes live
-	bash compose/bench/stack-figures
+	bash tools/bench/stack-figures
 
 .PHONY: lint
-lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, hadolint, actionlint (jactionlint)
+lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, hadolint, jactionlint, Markdown links
 	@$(COMPOSE) build --quiet web
 	$(COMPOSE) config -q
 	PROD_ENV_FILE=.env.prod.example $(COMPOSE) -f docker-compose.prod.yml --env-file .env.prod.example config -q
-	$(TOOLS) web bash -euo pipefail -c '\
-	  ruff check . && ruff format --check . && mypy && mypy compose/django/reload-on-change && \
-	  (cd app && python -W ignore manage.py makemigrations --check --dry-run) && \
-	  shellcheck -x compose/django/entrypoint compose/django/healthcheck compose/django/start-* \
-	    compose/redis/start-redis compose/smoke/prod-smoke compose/smoke/worker-comes-back compose/bench/stack-figures compose/chaos/chaos compose/pgbouncer/start-pgbouncer compose/smoke/swarm-smoke compose/smoke/checks.sh compose/init/init-project \
-	    deploy/swarm/stack deploy/kubernetes/check $(wildcard .ci/run) && \
-	  hadolint compose/Dockerfile compose/caddy/Dockerfile compose/pgbouncer/Dockerfile && \
-	  jactionlint --profile correctness && echo "lint: all clean"'
+	$(TOOLS) web bash tools/lint
 
 .PHONY: fmt
 fmt: .env ## format and autofix with ruff
@@ -142,7 +122,7 @@ fmt: .env ## format and autofix with ruff
 
 .PHONY: init
 init: ## make this clone your project: NAME=<package name> [EXAMPLES=keep|drop] [NEW_HISTORY=yes|no]
-	@bash compose/init/init-project "$(NAME)" "$(EXAMPLES)" "$(NEW_HISTORY)"
+	@bash tools/init/init-project "$(NAME)" "$(EXAMPLES)" "$(NEW_HISTORY)"
 	@if [ -f .env ]; then mv .env .env.before-init; echo "init: your .env is now .env.before-init"; fi
 	@$(MAKE) --no-print-directory .env
 
@@ -170,20 +150,13 @@ CADDY_TLS ?= internal
 unexport DOMAIN CADDY_TLS
 BACKUP_DIR ?= backups
 PYTHON_IMAGE ?= python:3.13-slim
+# The longer production commands (up, roll, backup, restore, env): deploy/production.
+PRODUCTION = PROD_COMPOSE="$(PROD_COMPOSE)" PROD_ENV="$(PROD_ENV)" PROD_PROJECT="$(PROD_PROJECT)" \
+	BACKUP_DIR="$(BACKUP_DIR)" bash deploy/production
 
 # A first deploy has no .env.prod: make one from .env.prod.example with new random secrets, readable by you only.
 $(PROD_ENV):
-	@$(DEFINE_SECRET); \
-	umask 077; \
-	sed -e "s|^DOMAIN=.*|DOMAIN=$(DOMAIN)|" \
-	    -e "s|^CADDY_TLS=.*|CADDY_TLS=$(CADDY_TLS)|" \
-	    -e "s|^DJANGO_SECRET_KEY=.*|DJANGO_SECRET_KEY=$$(secret 64)|" \
-	    -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$$(secret 32)|" \
-	    -e "s|^REDIS_PASSWORD=.*|REDIS_PASSWORD=$$(secret 32)|" \
-	    -e "s|^FLOWER_PASSWORD=.*|FLOWER_PASSWORD=$$(secret 24)|" \
-	    -e "s|^WORKER_CPUS=.*|WORKER_CPUS=$$(nproc)|" .env.prod.example > $@
-	@if grep -n "placeholder-not-a-secret" $@; then rm -f $@; echo "$@: the lines above kept a placeholder"; exit 1; fi
-	@echo "wrote $@ for https://$(DOMAIN)/ (TLS: $(CADDY_TLS)) with fresh random secrets; keep it out of git, and backed up"
+	@DOMAIN="$(DOMAIN)" CADDY_TLS="$(CADDY_TLS)" $(PRODUCTION) env
 
 .PHONY: prod-env
 prod-env: ## write .env.prod with fresh random secrets, e.g. make prod-env DOMAIN=example.com CADDY_TLS=you@example.com
@@ -196,41 +169,19 @@ prod-env: ## write .env.prod with fresh random secrets, e.g. make prod-env DOMAI
 prod-config: ## render and validate docker-compose.prod.yml against its rules (with .env.prod, else the example)
 	$(PROD_COMPOSE) config -q
 	@$(PROD_COMPOSE) config --format json \
-	  | docker run --rm -i --network none -v "$(CURDIR)/compose/smoke:/smoke:ro" $(PYTHON_IMAGE) python /smoke/prod_config_check.py
+	  | docker run --rm -i --network none -v "$(CURDIR)/tools/smoke:/smoke:ro" $(PYTHON_IMAGE) python /smoke/prod_config_check.py
 
 .PHONY: prod-build
 prod-build: $(PROD_ENV) ## build the production images
 	$(PROD_COMPOSE) build $(ARGS)
 
-# The settings the env file gives, checked by the image just built before compose replaces any running container:
-# a misspelt CELERY_ name or a malformed value stops here, named, and the site keeps running on the old ones.
-PROD_CHECK_SETTINGS = $(PROD_COMPOSE) run --rm --no-deps -T --entrypoint python migrate \
-	manage.py check --deploy --fail-level WARNING
-
 .PHONY: prod-up
 prod-up: $(PROD_ENV) ## build, migrate and start the production stack, wait until all is healthy (ARGS="--scale worker=2")
-	$(PROD_COMPOSE) build
-	@$(PROD_CHECK_SETTINGS) || { echo "$(PROD_ENV): refused (above); nothing was replaced"; exit 1; }
-	@$(PROD_COMPOSE) up -d --build --remove-orphans --wait --wait-timeout 300 $(ARGS) \
-	  || { $(call SHOW_UNHEALTHY,$(PROD_COMPOSE)); exit 1; }
-	@site="https://$(call ENV_VALUE,$(PROD_COMPOSE),DOMAIN,)$$(port=$(call ENV_VALUE,$(PROD_COMPOSE),HTTPS_PORT,443); \
-	  [ "$$port" = 443 ] || echo ":$$port")"; \
-	echo ""; \
-	echo "  Site     $$site/         (admin: /admin/; make prod-manage ARGS=createsuperuser)"; \
-	echo "  Flower   $$site/flower/  (user $(call ENV_VALUE,$(PROD_COMPOSE),FLOWER_USER,), password FLOWER_PASSWORD in $(PROD_ENV))"; \
-	echo ""
+	@$(PRODUCTION) up $(ARGS)
 
 .PHONY: prod-roll
 prod-roll: $(PROD_ENV) ## upgrade with no downtime: build, migrate, start new web containers beside the old, retire the old, then the rest
-	$(PROD_COMPOSE) build $(ARGS)
-	$(PROD_COMPOSE) run --rm migrate
-	@old=$$($(PROD_COMPOSE) ps -q web); count=$$(echo "$$old" | wc -w); \
-	[ "$$count" -gt 0 ] || { echo "no web container is running: start the stack with make prod-up"; exit 1; }; \
-	$(PROD_COMPOSE) up -d --no-deps --no-build --no-recreate --scale web=$$((count * 2)) --wait --wait-timeout 120 web; \
-	echo "new web containers are healthy; retiring the old ones (gunicorn finishes their requests)"; \
-	docker stop --time 30 $$old >/dev/null; docker rm $$old >/dev/null; \
-	$(PROD_COMPOSE) up -d --no-deps --no-build --no-recreate --scale web=$$count --wait web
-	$(PROD_COMPOSE) up -d --no-build --remove-orphans --wait --wait-timeout 300
+	@$(PRODUCTION) roll $(ARGS)
 
 .PHONY: prod-down
 prod-down: ## stop and remove the production containers (the data volumes stay)
@@ -250,29 +201,16 @@ prod-manage: ## a manage.py command in the production web container, e.g. make p
 
 .PHONY: prod-backup
 prod-backup: ## dump the production database (pg_dump custom format) into backups/, or FILE=path
-	@mkdir -p "$(BACKUP_DIR)"; umask 077; \
-	file="$(FILE)"; [ -n "$$file" ] || file="$(BACKUP_DIR)/$(PROD_PROJECT)-$$(date -u +%Y%m%dT%H%M%SZ).dump"; \
-	trap 'rm -f "$$file.partial"' EXIT; \
-	$(PROD_COMPOSE) exec -T postgres sh -c 'pg_dump --username "$$POSTGRES_USER" --dbname "$$POSTGRES_DB" --format custom' \
-	  > "$$file.partial"; \
-	mv "$$file.partial" "$$file"; \
-	echo "wrote $$file ($$(du -h "$$file" | cut -f1)); restore it with: make prod-restore FILE=$$file"
+	@$(PRODUCTION) backup $(FILE)
 
 .PHONY: prod-restore
 prod-restore: ## replace the production database with a prod-backup file: make prod-restore FILE=backups/<name>.dump
-	@[ -n "$(FILE)" ] && [ -f "$(FILE)" ] || { echo "usage: make prod-restore FILE=backups/<name>.dump"; exit 1; }
-	$(PROD_COMPOSE) stop web worker beat
-	@status=0; \
-	$(PROD_COMPOSE) exec -T postgres sh -c 'pg_restore --username "$$POSTGRES_USER" --dbname "$$POSTGRES_DB" \
-	  --clean --if-exists --no-owner --single-transaction --exit-on-error' < "$(FILE)" || status=$$?; \
-	if [ "$$status" = 0 ]; then echo "restored $(FILE)"; else echo "restore failed: the database is as it was"; fi; \
-	$(PROD_COMPOSE) up -d --no-build --no-recreate --wait --wait-timeout 300; \
-	exit $$status
+	@$(PRODUCTION) restore $(FILE)
 
 .PHONY: prod-smoke
 prod-smoke: $(PROD_ENV) ## CI: start the production stack and check it end to end (it restores a backup: not on a live site)
 	@$(MAKE) --no-print-directory prod-up
-	PROD_COMPOSE="$(PROD_COMPOSE)" PROD_ENV="$(abspath $(PROD_ENV))" bash compose/smoke/prod-smoke
+	PROD_COMPOSE="$(PROD_COMPOSE)" PROD_ENV="$(abspath $(PROD_ENV))" bash tools/smoke/prod-smoke
 
 .PHONY: prod-clean
 prod-clean: ## DELETE the production stack and its data (database, Redis, certificates): make prod-clean CONFIRM=yes
@@ -300,7 +238,7 @@ swarm-roll: $(PROD_ENV) ## rolling update of the swarm stack to a new build: mig
 
 .PHONY: swarm-smoke
 swarm-smoke: $(PROD_ENV) ## CI: check the running swarm stack end to end, then roll it under load (not on a live site)
-	$(SWARM_VARS) bash compose/smoke/swarm-smoke
+	$(SWARM_VARS) bash tools/smoke/swarm-smoke
 
 .PHONY: swarm-ps
 swarm-ps: ## list the swarm stack's services and tasks
@@ -321,4 +259,4 @@ swarm-clean: ## DELETE the swarm stack and its data volumes: make swarm-clean CO
 k8s-check: .env ## render both Kustomize overlays, validate every object (two Kubernetes versions, KEDA's schema) and the app's settings
 	@$(COMPOSE) build --quiet web
 	$(COMPOSE) run --rm --no-deps --entrypoint "" --user 0:0 -e HOME=/root -v "$(CURDIR):/src:ro" \
-	  -v k8s-check-pip-cache:/root/.cache/pip -w /src web bash deploy/kubernetes/check
+	  -v k8s-check-pip-cache:/root/.cache/pip -w /src web bash tools/kubernetes/check

@@ -11,6 +11,7 @@ env_file_load() {
   output=$("$@" config --environment) || return 1
   ENV_VALUES=()
   while IFS= read -r line; do
+    # shellcheck disable=SC2034  # read by the scripts that source this file
     [[ "$line" == *=* ]] && ENV_VALUES[${line%%=*}]=${line#*=}
   done <<<"$output"
 }

@@ -1,4 +1,4 @@
-"""The in-network half of `make chaos` (compose/chaos/chaos drives the faults from the host).
+"""The in-network half of `make chaos` (tools/chaos/chaos drives the faults from the host).
 
   burst SCENARIO          POST /logs/ from 10 clients while the host injects a fault; records every answer
   unavailable SCENARIO DEPENDENCY

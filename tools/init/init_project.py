@@ -1,4 +1,4 @@
-"""make init: the file edits that turn a clone of the template into a project of its own (compose/init/init-project
+"""make init: the file edits that turn a clone of the template into a project of its own (tools/init/init-project
 runs this in a python container, then re-locks and formats).
 
     init_project.py check NAME               exits 2 with the reason when NAME cannot be the project's name
@@ -26,7 +26,7 @@ MARKER = re.compile(r"^\s*(?:#|\{#|<!--)\s*(>>>|<<<) example apps\b")
 TEXT_SUFFIXES = {".py", ".html", ".md", ".toml", ".yml", ".yaml", ".ini", ".cfg", ".txt", ".conf", ""}
 SKIPPED_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", "staticfiles"}
 SKIPPED_DIRS |= {"bench-results", "chaos-results", "backups"}  # what the stack writes, not source
-THIS_DIR = Path(__file__).resolve().parent  # compose/init, which speaks of the markers without being marked
+THIS_DIR = Path(__file__).resolve().parent  # tools/init, which speaks of the markers without being marked
 
 
 def name_problem(name: str) -> str | None:

@@ -8,7 +8,8 @@
                           lost rows and duplicated effects; for database faults, also that beat schedules again
   tasks SCENARIO [send|verify]
                           task scenarios, sent straight to Celery (diagnostics tasks, each run counted): held-tasks
-                          (countdown and long tasks past the liveness), poison, malformed, worker-sigkill-busy
+                          (countdown and long tasks past the liveness), poison, malformed, worker-sigkill-busy,
+                          worker-sigkill-two-queues
                           (send, the host kills the worker, verify)
   report                  prints the tables of every scenario; exits 1 on any loss, unallowed second run, 500 or hang
 
@@ -226,6 +227,7 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
 # Past the default liveness (15 s) and the sweep (5 s) that follows it: a held task that another worker is
 # handed meanwhile shows as a second run.
 HELD_SECONDS = 30
+SECOND_QUEUE = "second"  # the chaos stack's worker consumes it too (docker-compose.chaos.yml)
 SETTLE_SECONDS = 22  # after the last run: long enough for a wrongly given back message to run a second time
 TASK_TIMEOUT = 150
 
@@ -259,12 +261,14 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
                 if index == 50:  # consumers take from the right: in the middle of one take's batch
                     client.lpush("celery", "not json", '{"properties": {"no": "delivery tag"}}')
             save(scenario, count=100)
-        elif scenario == "worker-sigkill-busy":
+        elif scenario.startswith("worker-sigkill-"):
+            # busy: one queue; two-queues: half on each of the worker's queues, each given back to its own.
+            queues = ["celery", SECOND_QUEUE] if scenario.endswith("two-queues") else ["celery"]
             for index in range(40):
-                sleep_task.apply_async((3, report, index))
+                sleep_task.apply_async((3, report, index), queue=queues[index % len(queues)])
             save(scenario, count=40)
             deadline = time.monotonic() + 10
-            while client.llen("celery") and time.monotonic() < deadline:  # until the worker holds them all
+            while any(client.llen(queue) for queue in queues) and time.monotonic() < deadline:  # until all held
                 time.sleep(0.1)
         return
     result = load(scenario)

@@ -3,7 +3,7 @@
 kombu's consumer takes a message with BRPOP and records it as unacknowledged in a second command; a worker killed
 in between loses it. kombu then hands out again every unacknowledged message older than `visibility_timeout`
 (default one hour), alive or not its worker: a countdown task held in a live worker, or a task that runs longer,
-ran once per timeout (20 countdown tasks, a 20 s timeout: each ran 3 times); a dead worker's tasks waited an
+ran once per timeout (the counts are in docs/reliability.md); a dead worker's tasks waited an
 hour; a task that killed its worker came back for ever; a malformed message made the take fail after its pops,
 losing the messages taken with it.
 
@@ -20,8 +20,8 @@ Here, in Lua scripts that Redis runs atomically:
   deaths goes to the dead-letter list (`dead_letters_key`) instead, logged at ERROR with its task and id. A
   message one death from the limit is suspect: a channel takes it alone, when it holds nothing else, so that the
   messages that shared a worker with a poison one twice do not die with it a third time. (Suspect after one
-  death instead, a worker's crash had every task it held run one at a time afterwards: 40 tasks of 3 s took
-  79 s to come back and run, against 25 s: `make chaos`, worker-sigkill-busy);
+  death instead, a worker's crash had every task it held run one at a time afterwards, far slower to come back
+  and run: `make chaos`, worker-sigkill-busy, in docs/reliability.md);
 * a message that is not JSON, or has no delivery tag, goes to the dead-letter list at once; the messages taken
   with it are delivered. `manage.py dead_letters` lists, requeues or drops them.
 
@@ -33,7 +33,7 @@ Messages recorded by kombu's own code (older versions of this transport, `basic_
 visibility-timeout restore.
 
 Acks reach Redis in one script for all that ended within 5 ms (a suspect's at once): kombu's opens a client per
-ack and sends four commands (250 microseconds of the worker's CPU per ack here, against 130 for one script).
+ack and sends four commands, which costs the worker more CPU per ack (measured in docs/performance.md).
 
 Private kombu detail overridden (kombu pinned in pyproject.toml, and the take tested against the real worker):
 the Redis channel's `_brpop_start`/`_brpop_read` (the take), `_in_poll`, `_queue_cycle`, `_q_for_pri`,
@@ -632,9 +632,9 @@ class Channel(RedisChannel):
                 self.unacked_index_key,
             ]
             self._forgetting = self.qos.take_acknowledged()
-            # The source each time, not EVALSHA: Redis caches the compiled script either way (19 against 17
-            # microseconds of Redis's time per empty take, measured here), and EVAL never meets NOSCRIPT after
-            # a Redis restart or a SCRIPT FLUSH.
+            # The source each time, not EVALSHA: Redis caches the compiled script either way (Redis's time per
+            # empty take barely differs: measured in docs/performance.md), and EVAL never meets NOSCRIPT after a
+            # Redis restart or a SCRIPT FLUSH.
             self.client.connection.send_command(
                 "EVAL",
                 TAKE_AND_RECORD,

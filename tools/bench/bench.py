@@ -199,8 +199,8 @@ def send(workload: str, tasks: int, report_to: str) -> None:
 
 
 def run_workload(worker: Worker, workload: str, tasks: int, *, queued_first: bool = False) -> Cell:
-    """Sends `tasks` tasks as fast as one process can (about 1,000/s) while the worker consumes them; the rate
-    runs from the first send to the last task done.
+    """Sends `tasks` tasks as fast as one process can (its rate: docs/performance.md) while the worker consumes
+    them; the rate runs from the first send to the last task done.
 
     queued_first: the tasks are all queued before the worker starts on them, and the rate runs from the first
     task done to the last. For workers faster than one sender (several processes), whose rate would otherwise

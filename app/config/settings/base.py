@@ -161,8 +161,8 @@ CELERY_BROKER_TRANSPORT = "celery_runtime.transport:Transport"
 CELERY_RESULT_BACKEND = "celery_runtime.results:RetryingDatabaseBackend"
 CELERY_RESULT_EXTENDED = True  # keeps the task name and arguments beside the result, for the admin
 # One result backend per process. Celery otherwise builds one per thread, and under gevent every task is a
-# thread of its own: each task built a backend, 7-9 % of a short task's time. Safe to share: the backend holds no
-# connection (Django's are per greenlet) and no per-task state.
+# thread of its own: each task built a backend, a measurable part of a short task's time (docs/performance.md).
+# Safe to share: the backend holds no connection (Django's are per greenlet) and no per-task state.
 CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_IGNORE_RESULT = True  # nobody reads most results; a task that returns one says ignore_result=False
 CELERY_TASK_ACKS_LATE = True  # acked after it runs, so a crash redelivers it; tasks here are idempotent
@@ -184,7 +184,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # An enqueue retries a lost connection briefly, then fails (the web answers 503): about 4 s at the most.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-# With acks late on gevent and Redis, a multiplier of 1 was measured 8-20x slower (make bench shows it).
+# With acks late on gevent and Redis, a multiplier of 1 makes the worker many times slower on tasks that wait
+# (make bench's prefetch ratio, in docs/performance.md).
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_WORKER_CONCURRENCY = 20  # greenlets; each one that touches the ORM holds a Postgres connection
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # wait for Redis at start-up rather than exit
@@ -199,8 +200,9 @@ CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 60.0
 CELERY_TASK_SERIALIZER = "json"  # JSON only: pickle from the broker would run arbitrary code
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Task events cost the gevent worker over a third of its throughput (make bench; gevent cannot buffer them). Flower
-# switches them on in every worker while it runs (enable_events), so they are sent only while someone watches.
+# Task events cost the gevent worker a large part of its no-op throughput (gevent cannot buffer them; make bench's
+# events ratio, in docs/performance.md). Flower switches them on in every worker while it runs (enable_events), so
+# they are sent only while someone watches.
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TIMEZONE = TIME_ZONE
 # django-celery-beat's DatabaseScheduler, which also touches a file on every tick for the healthcheck.

@@ -184,6 +184,12 @@ def django_attempt_task(context: TaskContext, *, transient_failures: int) -> int
 
 
 @task
+def django_sum_task(*, x: int, y: int) -> int:
+    """sum_task through django.tasks: what `make bench` times a result's round trip with, beside sum_task."""
+    return x + y
+
+
+@task
 def django_runtime_report_task() -> dict[str, object]:
     """runtime_report_task's report, through django.tasks: what `make smoke` enqueues."""
     return runtime_report_task()

@@ -4,11 +4,13 @@ read back with Django's API, failures with their exception, retries and attempts
 
 import contextlib
 import signal
+import statistics
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -237,3 +239,22 @@ def test_a_higher_priority_runs_first_on_redis(
     # Redis keeps four levels (celery_runtime.django_tasks.kombu_priority): 10 and 100 share the first, in the
     # order sent.
     assert runs(broker, runs_to) == ["blocker", "10", "100", "0", "-10", "-100"]
+
+
+def test_an_idle_worker_takes_a_default_priority_task_at_once(
+    worker: dict[str, Any], broker: redis.Redis, runs_to: str
+) -> None:
+    """Django's default priority waits in the queue's second Redis list (kombu_priority): an idle worker's wait on
+    the first list must not leave it there until the wait times out (1 s)."""
+
+    def ran_more_than(count: int) -> bool:
+        return int(broker.llen(runs_to)) > count
+
+    waits = []
+    for index in range(10):
+        time.sleep(0.3)  # idle: the worker waits again
+        django_noop_task.enqueue(report_to=runs_to, sent_at=time.time())
+        wait_until(partial(ran_more_than, index), timeout=5, message=f"task {index} did not run")
+        sent_at, done_at = map(float, runs(broker, runs_to)[index].split())
+        waits.append(done_at - sent_at)
+    assert statistics.median(waits) < 0.25, waits

@@ -21,9 +21,10 @@ Why not django-tasks-celery (0.1.1, PyPI), tried first (docs/django-tasks.md has
 mapping (higher Django, higher kombu number) runs Django's order backwards on Redis, where kombu serves the
 lowest number first; it registers tasks with Celery's private `_task_from_fun`; its tasks inherit the project's
 CELERY_TASK_IGNORE_RESULT, so no result is ever stored and `refresh()` stays READY; it sends at once inside a
-transaction; and its results have no enqueued_at, started_at, RUNNING or attempts. This module is about as long
-and uses only public API: Django's BaseTaskBackend, Celery's app.task/apply_async, django-celery-results' model
-and its documented `request.meta`.
+transaction; and its results have no enqueued_at, started_at, RUNNING or attempts. This backend is about as long,
+on public API (Django's BaseTaskBackend and Task.call, Celery's app.task and send_task, django-celery-results'
+model and its documented `request.meta`), with two exceptions each module names: Django's TaskResult's
+`_return_value` (django_tasks_results) and asyncio's running-loop functions for greenlets (green_asyncio).
 """
 
 from __future__ import annotations

@@ -557,7 +557,11 @@ class Channel(RedisChannel):
             if not self._waker.track(self.client.connection):
                 return False
         except self.ResponseError as exc:
-            logger.info("Redis refuses client tracking (%s): an idle worker takes from its other queues in 1 s", exc)
+            logger.info(
+                "Redis refuses client tracking (%s): an idle worker takes from its other queues and priority lists "
+                "in 1 s",
+                exc,
+            )
             self._waker_refused = True
             self._waker.close()
             return False

@@ -157,6 +157,16 @@ def main() -> None:
     check("the worker wrote the log row", row["text"] == "smoke test", row)
     status, body = request("GET", f"{WEB}/logs/")
     check("GET /logs/ lists it", any(log["request_id"] == row["request_id"] for log in body["logs"]), body)
+    # The same log summarized by the example's django.tasks task, its result read back with Django's get_result.
+    status, body = request("POST", f"{WEB}/logs/{row['request_id']}/summary/")
+    check("POST /logs/<id>/summary/ (a django.tasks task) is accepted", status == 202, (status, body))
+    summary_url = body["url"]
+    summary = eventually(
+        lambda: (r := request("GET", f"{WEB}{summary_url}")[1]).get("status") == "SUCCESSFUL" and r,
+        timeout=15,
+        what="the log's summary",
+    )
+    check("the worker summarized it", summary["summary"]["words"] == 2, summary)
 
     for payload in ({}, {"text": ""}, {"text": "x" * 256}, {"text": 5}):
         status, body = request("POST", f"{WEB}/logs/", payload)

@@ -258,3 +258,38 @@ def test_an_idle_worker_takes_a_default_priority_task_at_once(
         sent_at, done_at = map(float, runs(broker, runs_to)[index].split())
         waits.append(done_at - sent_at)
     assert statistics.median(waits) < 0.25, waits
+
+
+def test_a_killed_workers_task_comes_back_and_counts_a_second_attempt(worker: dict[str, Any], runs_to: str) -> None:
+    """The transport's redelivery, for a django.tasks task: a second worker runs it again, and its result names
+    both workers (attempts 2)."""
+    suffix = uuid.uuid4().hex[:8]
+    queue, doomed, survivor = f"django-tasks-redelivery-{suffix}", f"doomed-{suffix}@test", f"survivor-{suffix}@test"
+    environment = {"CELERY_BROKER_TRANSPORT_OPTIONS": '{"worker_liveness_timeout": 3, "unacked_restore_interval": 1}'}
+    processes = []
+
+    def start(nodename: str) -> None:
+        processes.append(start_gevent_worker(queue, nodename, concurrency=2, environment=environment))
+        ping = celery_app.control.ping
+        wait_until(lambda: ping(destination=[nodename], timeout=0.5), timeout=60, message=f"{nodename} did not start")
+
+    def attempts_now(result: TaskResult) -> int:
+        result.refresh()
+        return result.attempts
+
+    try:
+        start(doomed)
+        result = django_run_task.using(queue_name=queue).enqueue(runs_to=runs_to, key="run", seconds=30)
+        wait_until(lambda: status_now(result) == TaskResultStatus.RUNNING, timeout=10, message="never started")
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].communicate()
+        start(survivor)
+        wait_until(lambda: attempts_now(result) == 2, timeout=30, message="the task never came back")
+        assert result.worker_ids == [doomed, survivor]
+        assert result.status == TaskResultStatus.RUNNING  # the second attempt runs (30 s); not waited for
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)

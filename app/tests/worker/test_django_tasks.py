@@ -293,3 +293,41 @@ def test_a_killed_workers_task_comes_back_and_counts_a_second_attempt(worker: di
                 process.kill()
                 process.communicate()
         redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+
+
+def test_a_stopped_worker_finishes_a_short_task_and_hands_a_long_one_to_the_next(
+    worker: dict[str, Any], broker: redis.Redis, runs_to: str
+) -> None:
+    """Soft shutdown (SIGTERM remapped to SIGQUIT, as in production) for django.tasks tasks: the short one ends
+    within the timeout, the long one goes back to the queue and the next worker runs it to the end (attempt 2)."""
+    suffix = uuid.uuid4().hex[:8]
+    queue, first, second = f"django-tasks-stop-{suffix}", f"first-{suffix}@test", f"second-{suffix}@test"
+    environment = {"REMAP_SIGTERM": "SIGQUIT", "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT": "2"}
+    processes = []
+
+    def start(nodename: str) -> subprocess.Popen[str]:
+        processes.append(start_gevent_worker(queue, nodename, concurrency=2, environment=environment))
+        ping = celery_app.control.ping
+        wait_until(lambda: ping(destination=[nodename], timeout=0.5), timeout=60, message=f"{nodename} did not start")
+        return processes[-1]
+
+    try:
+        process = start(first)
+        on_queue = django_run_task.using(queue_name=queue)
+        short = on_queue.enqueue(runs_to=runs_to, key="short", seconds=1)
+        long = on_queue.enqueue(runs_to=runs_to, key="long", seconds=5)
+        wait_until(lambda: sorted(runs(broker, runs_to)) == ["long", "short"], timeout=10, message="not both started")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        assert f"[{long.id}] goes back to the queue" in output, output
+        assert finished(short, timeout=1).return_value == "short"
+        start(second)
+        assert finished(long, timeout=20).return_value == "long"
+        assert long.worker_ids == [first, second]
+        assert sorted(runs(broker, runs_to)) == ["long", "long", "short"]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        broker.delete(queue)

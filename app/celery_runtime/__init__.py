@@ -6,6 +6,8 @@
 * redelivery       the sweep that hands a dead worker's unacknowledged messages back to the queue
 * retries          the base task class: transient database errors are retried, not dropped
 * results          the result backend: a result write waits out a database restart
+* django_tasks     Django's Tasks framework (`django.tasks`) on this worker: the TASKS backend, its results
+                   (django_tasks_results), and asyncio loops per greenlet for async tasks (green_asyncio)
 * transport        the broker transport: a message taken and recorded unacknowledged in one step
 * probes           liveness files for the worker's and beat's container healthchecks
 * control          the `conf` remote control command, URLs shown without their passwords

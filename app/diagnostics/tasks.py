@@ -2,9 +2,12 @@
 Redis list that receives 'sent_at done_at' when the task ends, so runs can be timed without a result backend
 (report_batched: within 20 ms, with the process's other reports, diagnostics.reports)."""
 
+import asyncio
 import time
 
 from celery import shared_task
+from django.db import OperationalError
+from django.tasks import TaskContext, task
 
 from diagnostics.selectors import probe_record_get
 from diagnostics.services import probe_database_sleep, probe_record_create, probe_report, probe_run_record
@@ -138,3 +141,55 @@ def database_then_sleep_task(seconds: float) -> str:
     probe_database_sleep(seconds=0)
     time.sleep(seconds)
     return "stored"
+
+
+# --- The same runtime through Django's Tasks framework (celery_runtime.django_tasks): what the worker tests,
+# `make smoke` and `make bench` send with `.enqueue()`.
+
+
+@task
+def django_noop_task(
+    *, report_to: str | None = None, sent_at: float | None = None, report_batched: bool = False
+) -> None:
+    _report(report_to, sent_at, report_batched)
+
+
+@task
+def django_run_task(*, runs_to: str, key: str, seconds: float = 0.0) -> str:
+    """Records its run in `runs_to` as it starts, then sleeps `seconds` (stands in for I/O); returns `key`."""
+    probe_run_record(runs_to=runs_to, key=key)
+    time.sleep(seconds)
+    return key
+
+
+@task
+def django_failing_task(*, message: str) -> None:
+    raise ValueError(message)
+
+
+@task
+async def django_async_sleep_task(*, seconds: float, runs_to: str, key: str) -> str:
+    """Sleeps in an event loop: on the gevent worker the hub goes on serving the other tasks meanwhile."""
+    await asyncio.sleep(seconds)
+    probe_run_record(runs_to=runs_to, key=key)
+    return key
+
+
+@task(takes_context=True)
+def django_attempt_task(context: TaskContext, *, transient_failures: int) -> int:
+    """Raises a transient database error on its first `transient_failures` attempts; returns its attempt number."""
+    if context.attempt <= transient_failures:
+        raise OperationalError(f"simulated: the database is unavailable (attempt {context.attempt})")
+    return context.attempt
+
+
+@task
+def django_sum_task(*, x: int, y: int) -> int:
+    """sum_task through django.tasks: what `make bench` times a result's round trip with, beside sum_task."""
+    return x + y
+
+
+@task
+def django_runtime_report_task() -> dict[str, object]:
+    """runtime_report_task's report, through django.tasks: what `make smoke` enqueues."""
+    return runtime_report_task()

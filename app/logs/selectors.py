@@ -11,3 +11,7 @@ def log_list(*, limit: int = 50) -> QuerySet[Log]:
 
 def log_get(*, request_id: uuid.UUID) -> Log | None:
     return Log.objects.filter(request_id=request_id).first()
+
+
+def log_get_by_pk(*, pk: int) -> Log | None:
+    return Log.objects.filter(pk=pk).first()

@@ -6,4 +6,6 @@ app_name = "logs"
 urlpatterns = [
     path("", views.log_collection, name="collection"),
     path("<uuid:request_id>/", views.log_detail, name="detail"),
+    path("<uuid:request_id>/summary/", views.log_summary_start, name="summary-start"),
+    path("summaries/<uuid:result_id>/", views.log_summary_detail, name="summary-detail"),
 ]

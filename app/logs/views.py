@@ -1,14 +1,17 @@
 import uuid
 
 from django.http import HttpRequest, JsonResponse
+from django.tasks import TaskResultStatus
+from django.tasks.exceptions import TaskResultDoesNotExist
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.api import BadRequest, bad_request, read_payload
 from logs.models import Log
 from logs.selectors import log_get, log_list
-from logs.services import log_enqueue
+from logs.services import log_enqueue, log_summary_enqueue
+from logs.tasks import log_summarize_task
 
 MAX_LIST_LIMIT = 200
 
@@ -57,3 +60,29 @@ def log_detail(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
             status=404,
         )
     return JsonResponse({"status": "written", **_log_json(log)})
+
+
+@csrf_exempt
+@require_POST
+def log_summary_start(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
+    """Enqueues the django.tasks example for a written log; its result is followed at the returned url."""
+    log = log_get(request_id=request_id)
+    if log is None:
+        return JsonResponse({"error": f"no log with request_id {request_id} (yet)"}, status=404)
+    result = log_summary_enqueue(log=log)
+    url = reverse("logs:summary-detail", kwargs={"result_id": result.id})
+    return JsonResponse({"result_id": result.id, "status": result.status, "url": url}, status=202)
+
+
+@require_GET
+def log_summary_detail(request: HttpRequest, result_id: uuid.UUID) -> JsonResponse:
+    try:
+        result = log_summarize_task.get_result(str(result_id))
+    except TaskResultDoesNotExist:
+        return JsonResponse({"result_id": str(result_id), "error": "no such summary"}, status=404)
+    body: dict[str, object] = {"result_id": result.id, "status": result.status, "attempts": result.attempts}
+    if result.status == TaskResultStatus.SUCCESSFUL:
+        body["summary"] = result.return_value
+    elif result.status == TaskResultStatus.FAILED:
+        body["errors"] = [error.exception_class_path for error in result.errors]
+    return JsonResponse(body)

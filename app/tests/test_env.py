@@ -183,6 +183,22 @@ def test_a_broker_the_transport_cannot_keep_stops_start_up(variable: str, value:
     assert message in result.stderr, result.stderr
 
 
+def test_a_malformed_django_tasks_queue_stops_start_up() -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, "DJANGO_TASKS_QUEUES": "default,reports queue"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_TASKS_QUEUES: 'reports queue' is not a queue name" in result.stderr, result.stderr
+
+
 def test_task_routes_from_the_environment_route_tasks_to_their_queue() -> None:
     from celery import Celery
 

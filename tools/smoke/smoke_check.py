@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ WEB = os.environ.get("SMOKE_WEB_URL", "http://web:8000")
 FLOWER = os.environ.get("SMOKE_FLOWER_URL", "http://flower:5555")
 FLOWER_CREDENTIALS = f"{os.environ['FLOWER_USER']}:{os.environ['FLOWER_PASSWORD']}"
 RUNTIME_REPORT = "diagnostics.tasks.runtime_report_task"
+DJANGO_TASK_MODULE, DJANGO_TASK = "diagnostics.tasks", "django_runtime_report_task"
 FLOWER_AUTH = "Basic " + base64.b64encode(FLOWER_CREDENTIALS.encode()).decode()
 
 
@@ -42,6 +44,16 @@ def request(method: str, url: str, body: Any = None, *, form: bool = False, auth
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode(errors="replace")
+
+
+def django_shell(code: str) -> str:
+    """The last line `code` prints, run by `manage.py shell` in this container (the development image)."""
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd="/app", capture_output=True, text=True, timeout=60
+    )
+    if completed.returncode != 0:
+        raise AssertionError(f"manage.py shell failed: {completed.stderr[-2000:]}")
+    return completed.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -114,6 +126,29 @@ def main() -> None:
     )
     check("Flower shows the task succeeded", task["state"] == "SUCCESS", task)
 
+    # A django.tasks task (celery_runtime.django_tasks), enqueued with Django's API in this container's Django
+    # (the stack's settings, database and broker), run by the worker, read back by Django and shown by Flower.
+    result_id = django_shell(f"from {DJANGO_TASK_MODULE} import {DJANGO_TASK}; print({DJANGO_TASK}.enqueue().id)")
+    read_back = f"from {DJANGO_TASK_MODULE} import {DJANGO_TASK}; r = {DJANGO_TASK}.get_result({result_id!r})"
+    status_of = f"{read_back}; print(r.status, r.attempts, r.return_value['gevent_patched'] if r.is_finished else '')"
+    outcome = eventually(
+        lambda: (o := django_shell(status_of)).startswith(("SUCCESSFUL", "FAILED")) and o,
+        timeout=15,
+        what="the django.tasks task's result",
+    )
+    check(
+        "a django.tasks task ran on the gevent worker, once, its result read back",
+        outcome == "SUCCESSFUL 1 True",
+        outcome,
+    )
+    info = eventually(
+        lambda: (t := request("GET", f"{FLOWER}/api/task/info/{result_id}", auth=FLOWER_AUTH))[0] == 200 and t[1],
+        timeout=15,
+        what="flower task info of the django.tasks task",
+    )
+    name = f"{DJANGO_TASK_MODULE}.{DJANGO_TASK}"
+    check("Flower shows it by the function's module path", info.get("name") == name, info)
+
     # >>> example apps
     status, body = request("POST", f"{WEB}/logs/", {"text": "smoke test"}, form=True)
     check("POST /logs/ is accepted (202)", status == 202, (status, body))
@@ -122,6 +157,16 @@ def main() -> None:
     check("the worker wrote the log row", row["text"] == "smoke test", row)
     status, body = request("GET", f"{WEB}/logs/")
     check("GET /logs/ lists it", any(log["request_id"] == row["request_id"] for log in body["logs"]), body)
+    # The same log summarized by the example's django.tasks task, its result read back with Django's get_result.
+    status, body = request("POST", f"{WEB}/logs/{row['request_id']}/summary/")
+    check("POST /logs/<id>/summary/ (a django.tasks task) is accepted", status == 202, (status, body))
+    summary_url = body["url"]
+    summary = eventually(
+        lambda: (r := request("GET", f"{WEB}{summary_url}")[1]).get("status") == "SUCCESSFUL" and r,
+        timeout=15,
+        what="the log's summary",
+    )
+    check("the worker summarized it", summary["summary"]["words"] == 2, summary)
 
     for payload in ({}, {"text": ""}, {"text": "x" * 256}, {"text": 5}):
         status, body = request("POST", f"{WEB}/logs/", payload)

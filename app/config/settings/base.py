@@ -1,5 +1,6 @@
 """Settings shared by every environment. Every value that varies comes from the environment via config.env."""
 
+import re
 import ssl
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,21 @@ LOGGING: dict[str, Any] = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
+
+# Django's Tasks framework (`from django.tasks import task`), run by the Celery worker: celery_runtime.django_tasks,
+# docs/django-tasks.md. DJANGO_TASKS_QUEUES: the queue names a task may be sent to (`queue_name`), comma-separated;
+# "default" is the worker's default Celery queue; empty allows any name.
+TASKS = {
+    "default": {
+        "BACKEND": "celery_runtime.django_tasks.CeleryBackend",
+        "QUEUES": env.list("DJANGO_TASKS_QUEUES", default=["default"]),
+    }
+}
+for _queue in TASKS["default"]["QUEUES"]:
+    if not re.fullmatch(r"[A-Za-z0-9_.:@-]+", _queue):
+        raise ImproperlyConfigured(
+            f"DJANGO_TASKS_QUEUES: {_queue!r} is not a queue name (letters, digits and _ . : @ - only)"
+        )
 
 # Celery: https://docs.celeryq.dev/en/stable/userguide/configuration.html
 # Defaults for a gevent worker on a Redis broker. Any CELERY_* variable in the environment overrides the

@@ -12,8 +12,8 @@ Enqueueing (`.enqueue()`):
 * writes the result row (PENDING) at once, in the caller's transaction, so `get_result(id)` answers READY from the
   first moment, and Postgres down refuses the enqueue with the database's error (the web's 503);
 * sends the message with Django's `transaction.on_commit` (robust=False: a Redis that cannot be reached raises,
-  the web's 503): inside a transaction, when it commits, so the worker never looks for a row not there yet; a
-  rollback sends nothing and takes the row with it. Outside a transaction, at once;
+  the web's 503, and the row is deleted): inside a transaction, when it commits, so the worker never looks for a
+  row not there yet; a rollback sends nothing and takes the row with it. Outside a transaction, at once;
 * `run_after` is Celery's eta (the transport never hands a held eta message out twice); `queue_name` is the
   Celery queue, Django's "default" the worker's default queue; `priority` is kombu's, see `kombu_priority`.
 
@@ -96,7 +96,7 @@ class CeleryBackend(BaseTaskBackend):
             options["queue"] = task.queue_name
         if task.run_after is not None:
             options["eta"] = task.run_after
-        send = partial(_celery_app().send_task, task.module_path, args=args, kwargs=kwargs, **options)
+        send = partial(_send, result_id, task.module_path, args=args, kwargs=kwargs, options=options)
         transaction.on_commit(send, robust=False)
         task_result: TaskResult[..., Any] = TaskResult(
             task=task,
@@ -117,6 +117,16 @@ class CeleryBackend(BaseTaskBackend):
 
     def get_result(self, result_id: str) -> TaskResult:
         return results.read(result_id, backend=self.alias)
+
+
+def _send(result_id: str, name: str, *, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> None:
+    """The message, once the enqueuing transaction has committed. Refused (Redis away: the web's 503), the result
+    row goes too, so get_result(id) does not answer READY for a task that was never sent."""
+    try:
+        _celery_app().send_task(name, args=args, kwargs=kwargs, **options)
+    except Exception:
+        results.forget(result_id)
+        raise
 
 
 def _register(task: Task) -> None:

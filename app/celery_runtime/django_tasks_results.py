@@ -18,6 +18,7 @@ Django's own backends set it (django/tasks/backends/immediate.py), the one priva
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from datetime import datetime
 from traceback import format_exception
@@ -27,8 +28,11 @@ from celery import states
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
+from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.module_loading import import_string
+
+logger = logging.getLogger(__name__)
 
 _STATUS = {
     states.PENDING: TaskResultStatus.READY,
@@ -62,6 +66,14 @@ def record_enqueued(
         content_encoding="utf-8",
         meta=json.dumps(meta),
     )
+
+
+def forget(result_id: str) -> None:
+    """Deletes the row of a task whose message could not be sent; with Postgres away too, leaves it (logged)."""
+    try:
+        _rows().filter(task_id=result_id).delete()
+    except DatabaseError as exc:
+        logger.warning("the result row of %s, whose message was not sent, is left READY: %s", result_id, exc)
 
 
 def _stored_meta(result_id: str) -> dict[str, Any]:

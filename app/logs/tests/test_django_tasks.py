@@ -4,6 +4,7 @@
 from typing import Any
 
 import pytest
+from django_celery_results.models import TaskResult as ResultRow
 
 from logs.models import Log
 from tests.outages import post_is_refused_with_a_bounded_503
@@ -35,4 +36,7 @@ def test_enqueueing_with_the_broker_down_is_a_bounded_503_with_retry_after(
     client: Any, broker_unreachable: None
 ) -> None:
     log = Log.objects.create(request_id="6f1f0c1e-0000-4000-8000-000000000004", text="hello")
+    results_before = ResultRow.objects.count()
     post_is_refused_with_a_bounded_503(client, f"/logs/{log.request_id}/summary/", {}, dependency="broker")
+    # No result row is left behind for a task that was never sent (it would read READY for ever).
+    assert ResultRow.objects.count() == results_before

@@ -25,10 +25,10 @@ from traceback import format_exception
 from typing import Any
 
 from celery import states
+from django.db import DatabaseError
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
-from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.module_loading import import_string
 

@@ -434,17 +434,20 @@ class QueueWaker:
     with BLMOVE, and Redis's client tracking (BCAST, one prefix per queue name, NOLOOP) reports every change to any
     of its queues to this waker's subscriber connection (`__redis__:invalidate`); the waker then ends the wait
     with CLIENT UNBLOCK, and the next take looks at every queue. A thread (a greenlet under gevent) of its own.
-    The prefix of a queue covers its priority lists, so a channel of one queue has a waker too: without it a
-    message sent with a priority to an idle worker waited for the wait's timeout (0.69 s median, 1 s at most, for
-    Django's tasks at their default priority; test_django_tasks). Where Redis refuses client tracking (an ACL, an old
-    server) the channel waits as before, and says so once."""
+    A queue's name is the prefix of its priority lists too. A channel of one queue watches only those
+    (`<queue>\x06\x16`): a message on the queue's own list ends the wait by itself, and every invalidation costs
+    the worker a read (watching the whole name cost a single-queue worker a quarter to a third of its no-op
+    throughput under a steady sender: docs/performance.md). Without it, a message sent with a priority to an
+    idle worker (Django's tasks at their default priority) waited for the wait's timeout (test_django_tasks).
+    Where Redis refuses client tracking (an ACL, an old server) the channel waits as before, and says so once."""
 
-    def __init__(self, channel: Any, queues: list[str]) -> None:
+    def __init__(self, channel: Any, prefixes: list[str]) -> None:
         self.channel = channel
         self.prefixes: list[str] = []
-        for queue in sorted(set(queues), key=len):  # Redis refuses prefixes that overlap: the shortest covers
-            if not any(queue.startswith(kept) for kept in self.prefixes):
-                self.prefixes.append(queue)
+        for prefix in sorted(set(prefixes), key=len):  # Redis refuses prefixes that overlap: the shortest covers
+            if not any(prefix.startswith(kept) for kept in self.prefixes):
+                self.prefixes.append(prefix)
+        self.watched: list[str] = []  # what the channel asked for, before overlaps were merged
         self.woken = False
         self.closed = False
         self.refused: Exception | None = None  # what Redis answered the waker's commands with, if it refused them
@@ -561,10 +564,13 @@ class Channel(RedisChannel):
         queues = set(self.active_queues) - self.no_ack_queues
         if not queues or self._waker_refused:
             return False
-        if self._waker is None or set(self._waker.prefixes) - queues:
+        # One queue: its priority lists only (the wait itself watches its own list). Several: every list of each.
+        prefixes = [queue + self.sep for queue in queues] if len(queues) == 1 else sorted(queues)
+        if self._waker is None or self._waker.watched != prefixes:
             if self._waker is not None:
                 self._waker.close()
-            self._waker = QueueWaker(self, sorted(queues))
+            self._waker = QueueWaker(self, prefixes)
+            self._waker.watched = prefixes
         try:
             if self._waker.refused:
                 raise self._waker.refused

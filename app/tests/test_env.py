@@ -103,19 +103,7 @@ def test_transport_options_from_the_environment_add_to_the_defaults(monkeypatch:
 
 
 def test_a_typo_stops_django_from_starting() -> None:
-    import os
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        env={**os.environ, "CELERY_WORKR_CONCURRENCY": "7"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "CELERY_WORKR_CONCURRENCY is not a Celery setting" in result.stderr
+    assert "CELERY_WORKR_CONCURRENCY is not a Celery setting" in start_up_refused("CELERY_WORKR_CONCURRENCY", "7")
 
 
 @pytest.mark.parametrize(
@@ -168,35 +156,12 @@ def test_a_rediss_broker_url_keeps_tls(monkeypatch: pytest.MonkeyPatch, query: s
     ],
 )
 def test_a_broker_the_transport_cannot_keep_stops_start_up(variable: str, value: str, message: str) -> None:
-    import os
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        env={**os.environ, variable: value},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert message in result.stderr, result.stderr
+    assert message in start_up_refused(variable, value)
 
 
 def test_a_malformed_django_tasks_queue_stops_start_up() -> None:
-    import os
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        env={**os.environ, "DJANGO_TASKS_QUEUES": "default,reports queue"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "DJANGO_TASKS_QUEUES: 'reports queue' is not a queue name" in result.stderr, result.stderr
+    stderr = start_up_refused("DJANGO_TASKS_QUEUES", "default,reports queue")
+    assert "DJANGO_TASKS_QUEUES: 'reports queue' is not a queue name" in stderr, stderr
 
 
 def test_task_routes_from_the_environment_route_tasks_to_their_queue() -> None:
@@ -209,3 +174,20 @@ def test_task_routes_from_the_environment_route_tasks_to_their_queue() -> None:
     app.conf.task_routes = routes["CELERY_TASK_ROUTES"]
     assert app.amqp.router.route({}, "calc.tasks.add")["queue"].name == "math"
     assert app.amqp.router.route({}, "logs.tasks.log_write_task")["queue"].name == "celery"
+
+
+def start_up_refused(variable: str, value: str) -> str:
+    """`manage.py check` with `variable` set to `value`: asserts that start-up stops, returns what it said."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    return result.stderr

@@ -447,7 +447,7 @@ class QueueWaker:
         for prefix in sorted(set(prefixes), key=len):  # Redis refuses prefixes that overlap: the shortest covers
             if not any(prefix.startswith(kept) for kept in self.prefixes):
                 self.prefixes.append(prefix)
-        self.watched: list[str] = []  # what the channel asked for, before overlaps were merged
+        self.watched = list(prefixes)  # what the channel asked for, before overlaps were merged
         self.woken = False
         self.closed = False
         self.refused: Exception | None = None  # what Redis answered the waker's commands with, if it refused them
@@ -570,7 +570,6 @@ class Channel(RedisChannel):
             if self._waker is not None:
                 self._waker.close()
             self._waker = QueueWaker(self, prefixes)
-            self._waker.watched = prefixes
         try:
             if self._waker.refused:
                 raise self._waker.refused

@@ -47,6 +47,17 @@ def start_gevent_worker(
     )
 
 
+def wait_for_worker(nodename: str, *, timeout: float = 60) -> None:
+    """Until the worker `nodename` answers a ping (it consumes once it does)."""
+    from config.celery_app import app as celery_app
+
+    wait_until(
+        lambda: celery_app.control.ping(destination=[nodename], timeout=0.5),
+        timeout=timeout,
+        message=f"worker {nodename} did not start",
+    )
+
+
 def broker_client() -> redis.Redis:
     """The test broker's Redis, where tasks given `runs_to` count their runs."""
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)

@@ -31,7 +31,7 @@ from diagnostics.tasks import (
     django_noop_task,
     django_run_task,
 )
-from tests.worker.conftest import start_gevent_worker, wait_until
+from tests.worker.conftest import start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -197,11 +197,7 @@ def single_worker() -> Iterator[tuple[str, str]]:
         queue, nodename, concurrency=1, environment={"CELERY_WORKER_PREFETCH_MULTIPLIER": "1"}
     )
     try:
-        wait_until(
-            lambda: celery_app.control.ping(destination=[nodename], timeout=0.5),
-            timeout=60,
-            message="the worker did not start",
-        )
+        wait_for_worker(nodename)
         yield queue, nodename
     finally:
         process.send_signal(signal.SIGKILL)

@@ -24,7 +24,7 @@ from diagnostics.tasks import (
     probe_roundtrip_task,
     runtime_report_task,
 )
-from tests.worker.conftest import connection_count, start_gevent_worker, wait_until
+from tests.worker.conftest import connection_count, start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -49,11 +49,7 @@ def pooled_worker(
     )
     output: list[str] = []
     try:
-        wait_until(
-            lambda: celery_app.control.ping(destination=[nodename], timeout=0.5),
-            timeout=60,
-            message="the worker under test did not start",
-        )
+        wait_for_worker(nodename)
         yield queue, output
     finally:
         process.terminate()

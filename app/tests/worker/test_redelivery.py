@@ -14,10 +14,9 @@ import redis
 from django.conf import settings
 from django.db import connections
 
-from config.celery_app import app as celery_app
 from diagnostics.models import ProbeRecord
 from diagnostics.tasks import database_sleep_insert_task, database_then_sleep_task, sleep_task
-from tests.worker.conftest import connection_count, start_gevent_worker, wait_until
+from tests.worker.conftest import connection_count, start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -39,11 +38,7 @@ def start_worker(
         "DJANGO_DB_APPLICATION_NAME": application_name,
     }
     process = start_gevent_worker(queue, nodename, concurrency=4, environment=environment, extra=extra)
-    wait_until(
-        lambda: celery_app.control.ping(destination=[nodename], timeout=0.5),
-        timeout=60,
-        message=f"worker {nodename} did not start",
-    )
+    wait_for_worker(nodename)
     return process
 
 

@@ -13,10 +13,9 @@ import pytest
 import redis
 from django.conf import settings
 
-from config.celery_app import app as celery_app
 from diagnostics.models import ProbeRecord
 from diagnostics.tasks import database_sleep_insert_task
-from tests.worker.conftest import connection_count, start_gevent_worker, wait_until
+from tests.worker.conftest import connection_count, start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -43,11 +42,7 @@ def test_a_stopped_worker_finishes_short_tasks_and_requeues_long_ones(worker: di
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     process = start_worker(queue, nodename)
     try:
-        wait_until(
-            lambda: celery_app.control.ping(destination=[nodename], timeout=0.5),
-            timeout=60,
-            message="the worker under test did not start",
-        )
+        wait_for_worker(nodename)
         database_sleep_insert_task.apply_async((1.5, f"short-{suffix}"), queue=queue)
         long_task = database_sleep_insert_task.apply_async((60, f"long-{suffix}"), queue=queue)
         wait_until(lambda: queries_running() == 2, timeout=10, message="the worker did not start both tasks")

@@ -14,6 +14,8 @@ from typing import Any
 from celery import bootsteps
 from django.conf import settings
 
+from celery_runtime.timers import Repeating
+
 # The compose healthchecks read these paths (the worker's: each of its processes has one, see start-worker).
 BEAT_LIVENESS_FILE = Path("/tmp/celery-beat-alive")
 TOUCH_EVERY_SECONDS = 5.0
@@ -33,13 +35,13 @@ class ConsumerLiveness(bootsteps.StartStopStep):
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self._timer_entry: Any = None
+        self._timer_entry: Repeating | None = None
         self.path = Path(settings.WORKER_LIVENESS_FILE)
         mark_stale(self.path)  # a file left by a previous run proves nothing
 
     def start(self, parent: Any) -> None:
         self.path.touch()
-        self._timer_entry = parent.timer.call_repeatedly(TOUCH_EVERY_SECONDS, self.path.touch)
+        self._timer_entry = Repeating(parent.timer, TOUCH_EVERY_SECONDS, self.path.touch)
 
     def stop(self, parent: Any) -> None:
         if self._timer_entry is not None:

@@ -20,6 +20,8 @@ from typing import Any
 
 from celery import bootsteps
 
+from celery_runtime.timers import Repeating
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self._timer_entries: list[Any] = []
+        self._timer_entries: list[Repeating] = []
 
     def start(self, parent: Any) -> None:
         channel = parent.task_consumer.channel
@@ -54,10 +56,7 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
         beat()
         liveness = float(channel.worker_liveness_timeout)
         interval = float(channel.unacked_restore_interval)
-        self._timer_entries = [
-            parent.timer.call_repeatedly(liveness / 5, beat),
-            parent.timer.call_repeatedly(interval, sweep),
-        ]
+        self._timer_entries = [Repeating(parent.timer, liveness / 5, beat), Repeating(parent.timer, interval, sweep)]
         logger.info(
             "redelivery: this worker beats every %ss; the messages of workers silent for over %ss go back to their "
             "queues, checked every %ss; set aside after %d deaths",

@@ -384,8 +384,11 @@ class QoS(RedisQoS):
         return restored
 
     def heartbeat(self) -> None:
-        """Tells Redis this owner is alive; logs at ERROR if it had been taken for dead meanwhile."""
+        """Tells Redis this owner is alive; logs at ERROR if it had been taken for dead meanwhile. Not once its
+        channel is closed (the consumer reconnected on another): what it held is then the sweep's to give back."""
         channel = self.channel
+        if channel.closed:
+            return
         known = self.script(HEARTBEAT)(keys=[channel.unacked_owners_key], args=[channel.owner])
         if not known and channel.owner_announced and self.held():
             logger.error(

@@ -2,9 +2,11 @@
 shares this session's test database and a Redis database of its own. `make test` starts it."""
 
 import os
+import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -96,6 +98,72 @@ class ConnectionSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class BrokerProxy:
+    """A TCP proxy between one worker and the test broker's Redis (`url` is the worker's broker URL). `cut()` closes
+    every connection through it and refuses new ones, as a Redis restart does to its clients, until `restore()`;
+    the test's own Redis clients, and every other worker, keep theirs."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.target = (parts.hostname or "localhost", parts.port or 6379)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        credentials = parts.netloc.rpartition("@")[0]
+        address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.url = urllib.parse.urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials else address))
+        self.refusing = False
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            if self.refusing:
+                self._close(client)
+                continue
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._open |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(source)
+            self._close(sink)
+
+    def _close(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the thread reading it, which close() alone would not
+        except OSError:
+            pass
+        sock.close()
+
+    def cut(self) -> None:
+        self.refusing = True
+        with self._lock:
+            open_sockets = list(self._open)
+        for sock in open_sockets:
+            self._close(sock)
+
+    def restore(self) -> None:
+        self.refusing = False
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 the liveness plus one sweep period (and a live worker's are not handed out), and a task whose connection Postgres
 drops is retried. Real `celery worker -P gevent` processes on a queue of their own."""
 
+import os
 import re
 import signal
 import subprocess
@@ -14,9 +15,10 @@ import redis
 from django.conf import settings
 from django.db import connections
 
+from celery_runtime.probes import TOUCH_EVERY_SECONDS
 from diagnostics.models import ProbeRecord
-from diagnostics.tasks import database_sleep_insert_task, database_then_sleep_task, sleep_task
-from tests.worker.conftest import connection_count, start_gevent_worker, wait_for_worker, wait_until
+from diagnostics.tasks import database_sleep_insert_task, database_then_sleep_task, noop_task, sleep_task
+from tests.worker.conftest import BrokerProxy, connection_count, start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -28,9 +30,15 @@ TASKS = 5  # a gevent worker at concurrency 4 takes 5: the fifth waits in the co
 
 
 def start_worker(
-    queue: str, nodename: str, application_name: str, *, extra: tuple[str, ...] = ()
+    queue: str,
+    nodename: str,
+    application_name: str,
+    *,
+    extra: tuple[str, ...] = (),
+    environment: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     environment = {
+        **(environment or {}),
         "CELERY_BROKER_TRANSPORT_OPTIONS": (
             f'{{"worker_liveness_timeout": {LIVENESS}, "visibility_timeout": {LIVENESS}, '
             f'"unacked_restore_interval": {SWEEP_INTERVAL}}}'
@@ -145,3 +153,53 @@ def test_a_worker_whose_acks_could_not_reach_redis_keeps_consuming(worker: dict[
     finally:
         stop(process)
         broker.delete(queue, report)
+
+
+def test_a_worker_cut_off_from_redis_gives_back_what_it_held_and_its_probe_says_so(worker: dict[str, Any]) -> None:
+    """What a Redis restart does to a worker: every connection closed, new ones refused for a while. The consumer
+    reconnects on a new channel, a new owner; the old channel drops what it held in memory (here a countdown task)
+    and could not give it back, Redis being away. The old owner must then fall silent, so that the sweep gives its
+    messages back and they run, once. Meanwhile the liveness file says the worker does not consume.
+
+    On the gevent pool the timer's `call_repeatedly(...).cancel()` stops nothing once the entry has run: the old
+    channel's heartbeat went on for ever, and its messages never came back (make chaos, redis-restart, lost one
+    request in eight runs); the liveness file went on being touched while the worker could not consume."""
+    suffix = uuid.uuid4().hex[:8]
+    queue, report = f"cut-off-{suffix}", f"cut-off-report-{suffix}"
+    liveness_file = f"/tmp/cut-off-alive-{suffix}"
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    proxy = BrokerProxy(settings.CELERY_BROKER_URL)
+    environment = {"CELERY_BROKER_URL": proxy.url, "WORKER_LIVENESS_FILE": liveness_file}
+    started = time.monotonic()
+    process = start_worker(queue, f"cut-off-{suffix}@test", f"cut-off-{suffix}", environment=environment)
+    output = ""
+
+    def owners() -> list[bytes]:
+        return [owner for owner in broker.zrange("unacked_owners", 0, -1) if f":{process.pid}:".encode() in owner]
+
+    def liveness_touched_at() -> float:
+        return os.stat(liveness_file).st_mtime
+
+    try:
+        noop_task.apply_async((report,), countdown=LIVENESS + 5, queue=queue)
+        wait_until(lambda: unacked_of(broker, queue) == 1, timeout=5, message="the worker did not take the task")
+        # Past the liveness file's first touch by its timer: a repeating entry that cannot be cancelled once run.
+        time.sleep(max(0.0, started + TOUCH_EVERY_SECONDS + 1 - time.monotonic()))
+        assert len(owners()) == 1
+        proxy.cut()
+        wait_until(lambda: liveness_touched_at() == 0, timeout=5, message="the liveness file was not marked stale")
+        time.sleep(TOUCH_EVERY_SECONDS + 1)
+        assert liveness_touched_at() == 0, "the liveness file was touched while the worker could not consume"
+        proxy.restore()
+        wait_until(lambda: broker.llen(report) >= 1, timeout=30, message="the held task never came back")
+        wait_until(lambda: len(owners()) == 1, timeout=5, message=f"a closed channel still beats: {owners()}")
+        assert liveness_touched_at() > time.time() - TOUCH_EVERY_SECONDS - 2, "the liveness file is stale again"
+        time.sleep(LIVENESS + 2 * SWEEP_INTERVAL)  # a second give-back would have run by now
+        assert broker.llen(report) == 1, f"ran {broker.llen(report)} times"
+    finally:
+        output = stop(process)
+        proxy.close()
+        broker.delete(queue, report)
+        if os.path.exists(liveness_file):
+            os.remove(liveness_file)
+    assert "Connection to broker lost" in output, output

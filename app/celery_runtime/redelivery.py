@@ -4,7 +4,9 @@ With acks late on Redis, a message a worker has taken (running, or prefetched, o
 stays recorded as unacknowledged and owned by the worker until it is acknowledged (celery_runtime.transport).
 This step, on the worker's timer (Celery's synchronous loop on the gevent pool, the event loop on prefork):
 * beats for the worker's consumer channel every fifth of `worker_liveness_timeout` (a transport option, default
-  15 s), so no other worker takes it for dead, however long its tasks wait or run;
+  15 s), so no other worker takes it for dead, however long its tasks wait or run, until the channel closes: on
+  through a shutdown's wait for the running tasks; a channel closed at a reconnect (Redis restarted) falls
+  silent, and what it held and could not give back as it closed comes back within the liveness plus one sweep;
 * every `unacked_restore_interval` seconds (default 5) gives back the messages of owners silent for longer than
   the liveness, to the head of their queues, or to the dead letters after `delivery_limit` deaths.
 A worker that dies (SIGKILL, the OOM killer, a lost node) has its messages back within the liveness plus one
@@ -32,7 +34,7 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self._timer_entries: list[Repeating] = []
+        self._sweeping: Repeating | None = None
 
     def start(self, parent: Any) -> None:
         channel = parent.task_consumer.channel
@@ -40,7 +42,13 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
         if not hasattr(qos, "restore_dead_owners"):
             return  # another transport: its broker redelivers by itself
 
+        beating: Repeating | None = None
+
         def beat() -> None:
+            if channel.closed:  # its tasks are done or given back; a reconnect's new channel beats for its own
+                if beating is not None:
+                    beating.cancel()
+                return
             try:
                 qos.heartbeat()
             except channel.connection_errors as exc:
@@ -56,7 +64,8 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
         beat()
         liveness = float(channel.worker_liveness_timeout)
         interval = float(channel.unacked_restore_interval)
-        self._timer_entries = [Repeating(parent.timer, liveness / 5, beat), Repeating(parent.timer, interval, sweep)]
+        beating = Repeating(parent.timer, liveness / 5, beat)
+        self._sweeping = Repeating(parent.timer, interval, sweep)
         logger.info(
             "redelivery: this worker beats every %ss; the messages of workers silent for over %ss go back to their "
             "queues, checked every %ss; set aside after %d deaths",
@@ -67,8 +76,11 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
         )
 
     def stop(self, parent: Any) -> None:
-        for entry in self._timer_entries:
-            entry.cancel()
-        self._timer_entries = []
+        """Stops the sweep. The heartbeat goes on until the channel closes: a warm or soft shutdown stops the
+        consumer first, then waits for the running tasks, which must stay this worker's meanwhile (stopped at once,
+        a task running past the liveness was handed to another worker and ran twice: test_ownership)."""
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            self._sweeping = None
 
     shutdown = stop

@@ -268,10 +268,15 @@ class QoS(RedisQoS):
     a second run, never a loss.
 
     The ack of a suspect message (one whose earlier delivery ended in its worker's death) reaches Redis at once,
-    so that a death a few milliseconds later is not counted against it."""
+    so that a death a few milliseconds later is not counted against it.
+
+    A message the take recorded goes back to its queue only through RESTORE_ONE, which moves it only while this
+    owner still owns it: once the sweep has given it back (this owner silent too long) another worker may hold it
+    under the same delivery tag, and kombu's restore, which goes by the tag alone, would hand it out again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Delivery tags the take recorded as this owner's, until acknowledged or given back.
         self.recorded_by_take: set[str] = set()
         self.suspects: set[str] = set()  # held suspect messages: their acks reach Redis at once
         self._scripts: dict[str, Any] = {}
@@ -345,13 +350,13 @@ class QoS(RedisQoS):
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self.recorded_by_take:
             # The take script recorded it in Redis already; kombu would write the same record a second time.
-            self.recorded_by_take.discard(delivery_tag)
             virtual_QoS.append(self, message, delivery_tag)
         else:  # taken some other way (basic_get): recorded here, as kombu does
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
         virtual_QoS.ack(self, delivery_tag)  # here first: the prefetch room frees whatever Redis does
+        self.recorded_by_take.discard(delivery_tag)
         self._forget_in_redis(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
@@ -367,10 +372,13 @@ class QoS(RedisQoS):
             raise
 
     def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+        if tag not in self.recorded_by_take:  # recorded by kombu's own code (basic_get)
+            super().restore_by_tag(tag, client=client, leftmost=leftmost)
+            return
         channel = self.channel
         keys = [channel.unacked_key, channel.unacked_index_key, channel.owned_key]
-        if not self.script(RESTORE_ONE)(keys=keys, args=[tag, "1" if leftmost else "0"]):
-            super().restore_by_tag(tag, client=client, leftmost=leftmost)  # recorded by kombu's own code
+        self.script(RESTORE_ONE)(keys=keys, args=[tag, "1" if leftmost else "0"])  # 0: no longer this owner's
+        self.recorded_by_take.discard(tag)
 
     def restore_unacked_once(self, stderr: Any = None) -> Any:
         """kombu's, as the channel closes (what it holds back in its queues), then this owner leaves the owners if
@@ -726,6 +734,17 @@ class Channel(RedisChannel):
                 break
             self.connection._deliver(self._undelivered.pop(0), queue)
         return True
+
+    def _restore(self, message: Any, leftmost: bool = False) -> None:
+        """kombu's, for each message the channel still holds as it closes (a stopped or reconnecting consumer's
+        prefetched and countdown tasks), but through RESTORE_ONE where the take recorded it (QoS.restore_by_tag).
+        kombu's goes by the delivery tag alone and removes the record only: the owned entry left behind kept this
+        owner among the owners after it closed, and its sweep later handed out again the same delivery tag, taken
+        meanwhile by a live worker (test_ownership, a stopped worker: each countdown task ran twice)."""
+        if message.delivery_tag in self.qos.recorded_by_take:
+            self.qos.restore_by_tag(message.delivery_tag, leftmost=leftmost)
+        else:
+            super()._restore(message, leftmost)
 
     def _requeue_undelivered(self) -> None:
         undelivered, self._undelivered = getattr(self, "_undelivered", []), []

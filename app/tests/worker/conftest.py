@@ -1,6 +1,7 @@
 """Tests that run tasks on the real worker: the test-worker service (gevent pool, concurrency 50), which
 shares this session's test database and a Redis database of its own. `make test` starts it."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -111,7 +112,8 @@ class BrokerProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         credentials = parts.netloc.rpartition("@")[0]
         address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.url = urllib.parse.urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials else address))
+        netloc = f"{credentials}@{address}" if credentials else address
+        self.url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
         self.refusing = False
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -145,10 +147,8 @@ class BrokerProxy:
     def _close(self, sock: socket.socket) -> None:
         with self._lock:
             self._open.discard(sock)
-        try:
+        with contextlib.suppress(OSError):  # already closed by the other side
             sock.shutdown(socket.SHUT_RDWR)  # wakes the thread reading it, which close() alone would not
-        except OSError:
-            pass
         sock.close()
 
     def cut(self) -> None:

@@ -20,7 +20,7 @@ from django.core.management import call_command
 from celery_runtime.dead_letters import dead_letter_list
 from config.celery_app import app as celery_app
 from diagnostics.tasks import noop_task, poison_task, sleep_task
-from tests.worker.conftest import start_gevent_worker, wait_until
+from tests.worker.conftest import start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
 
@@ -65,6 +65,11 @@ def runs(broker: redis.Redis, report: str) -> Counter[int]:
     return Counter(int(float(entry.split()[0])) for entry in broker.lrange(report, 0, -1))
 
 
+def held_from(broker: redis.Redis, queue: str) -> int:
+    """Messages of `queue` recorded as taken and not acknowledged, once the queue itself is empty."""
+    return 0 if broker.llen(queue) else sum(f'"routing_key": "{queue}"' in value for value in broker.hvals("unacked"))
+
+
 @pytest.fixture
 def broker() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
@@ -92,6 +97,37 @@ def test_countdown_tasks_held_by_live_workers_past_the_liveness_run_once(
     finally:
         for worker in workers:
             stop(worker)
+
+
+def test_a_stopped_worker_keeps_the_task_it_finishes_and_what_it_gives_back_runs_once_on_the_next(
+    broker: redis.Redis, names: tuple[str, str]
+) -> None:
+    """A worker stopped (SIGTERM, a warm shutdown) while it runs a task longer than the liveness and holds countdown
+    tasks: it finishes the running one, which is no other worker's meanwhile, and gives the countdown ones back as
+    its channel closes, for the next worker to run, once each. Its records must go with what it gave back: left
+    behind, a later sweep of the stopped worker would hand out again the very messages the next one holds."""
+    queue, report = names
+    stopped_name, taker_name = f"stopped-{queue}@test", f"taker-{queue}@test"
+    stopped = spawn_worker(queue, stopped_name)
+    taker = spawn_worker(f"{queue}-idle", taker_name)  # takes from `queue` once the first holds every task
+    output = ""
+    try:
+        for name in (stopped_name, taker_name):
+            wait_for_worker(name)
+        sleep_task.apply_async((4 * LIVENESS, report, 0), queue=queue)
+        for index in range(1, 5):
+            noop_task.apply_async((report, index), queue=queue, countdown=5 * LIVENESS)
+        wait_until(lambda: held_from(broker, queue) == 5, timeout=5, message="the first worker did not take all")
+        celery_app.control.add_consumer(queue, destination=[taker_name], reply=True)
+        output = stop(stopped)
+        wait_until(lambda: broker.llen(report) >= 5, timeout=30, message="the tasks did not all run")
+        time.sleep(LIVENESS + 2)  # a second run, if any, has had the time to happen
+        assert runs(broker, report) == Counter(range(5)), f"runs per task: {runs(broker, report)}"
+    finally:
+        stop(stopped)
+        stop(taker)
+        broker.delete(f"{queue}-idle")
+    assert "Restoring 4 unacknowledged message(s)" in output, output
 
 
 def test_a_task_longer_than_the_liveness_runs_once(broker: redis.Redis, names: tuple[str, str]) -> None:

@@ -174,8 +174,9 @@ def test_a_worker_cut_off_from_redis_gives_back_what_it_held_and_its_probe_says_
     process = start_worker(queue, f"cut-off-{suffix}@test", f"cut-off-{suffix}", environment=environment)
     output = ""
 
-    def owners() -> list[bytes]:
-        return [owner for owner in broker.zrange("unacked_owners", 0, -1) if f":{process.pid}:".encode() in owner]
+    def owners() -> list[str]:
+        every = [owner.decode() for owner in broker.zrange("unacked_owners", 0, -1)]  # type: ignore[union-attr]
+        return [owner for owner in every if f":{process.pid}:" in owner]
 
     def liveness_touched_at() -> float:
         return os.stat(liveness_file).st_mtime

@@ -45,6 +45,7 @@ CLIENT_TIMEOUT = 10.0  # a request that takes longer is a hang
 REFUSAL_SECONDS = 6.0  # a dependency that is down must be answered with a 503 within this
 WRITE_TIMEOUT = float(os.environ.get("CHAOS_WRITE_TIMEOUT", "90"))
 RUNS = "chaos-runs"  # the worker's DIAGNOSTICS_RUNS_TO (docker-compose.chaos.yml)
+HEARTBEAT_SECONDS = 3.0  # how often each worker process beats on the defaults (a fifth of the 15 s liveness)
 # Where a finished task's ack may not have reached Redis when the fault struck, so a second run is allowed
 # (acks late: the task ran, its ack was lost); everywhere else a second run fails the suite.
 RERUN_ALLOWED = ("worker-sigkill", "redis-restart", "redis-down")
@@ -67,6 +68,19 @@ def reruns_since(start: int, name: str | None = None) -> int:
         reruns += entry in seen
         seen.add(entry)
     return reruns
+
+
+def owners_beating_twice() -> list[str]:
+    """Worker processes with more than one owner beating now: a connection closed at a reconnect kept alive by its
+    heartbeat, so that what it held never comes back (the fault this caught lost requests in redis-restart)."""
+    client = broker()
+    seconds, microseconds = client.time()
+    recent = seconds + microseconds / 1e6 - 1.5 * HEARTBEAT_SECONDS
+    owners = [owner for owner, at in client.zrange("unacked_owners", 0, -1, withscores=True) if at > recent]
+    per_process = Counter(owner.rsplit(":", 1)[0] for owner in owners)  # owner: host:pid:connection
+    return [
+        f"worker process {process} has {count} owners beating" for process, count in per_process.items() if count > 1
+    ]
 
 
 def load(scenario: str) -> dict[str, Any]:
@@ -210,6 +224,10 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
             break
         time.sleep(0.5)
     texts = Counter(Log.objects.filter(text__in=list(accepted.values())).values_list("text", flat=True))
+    # Two heartbeats after the worker worked again: a connection closed by the fault has stopped beating by then.
+    if working_at != "never":
+        time.sleep(max(0.0, float(working_at) + 2 * HEARTBEAT_SECONDS + 1 - time.time()))
+    twice = owners_beating_twice()
     save(
         scenario,
         written=len(written),
@@ -220,7 +238,8 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
         beat_recovered_s=round(beat_at - fault_ended_at, 1) if beat_at else None,
         beat_check=check_beat,
         healthy_s=round(float(working_at) - fault_ended_at, 1) if working_at != "never" else None,
-        stack_problems=[] if working_at != "never" else ["web, worker and beat not all working again within 60s"],
+        stack_problems=([] if working_at != "never" else ["web, worker and beat not all working again within 60s"])
+        + twice,
     )
 
 

@@ -45,7 +45,7 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
         beating: Repeating | None = None
 
         def beat() -> None:
-            if channel.closed:  # its tasks are done or given back; a reconnect's new channel beats for its own
+            if channel.closing:  # its tasks are done or given back; a reconnect's new channel beats for its own
                 if beating is not None:
                     beating.cancel()
                 return

@@ -372,6 +372,10 @@ class QoS(RedisQoS):
             raise
 
     def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+        """One message back in its queue: a reject with requeue, or what the channel still holds as it closes
+        (kombu's restore_unacked)."""
+        if tag in self._dirty:  # acknowledged while the close gives back the rest: nothing to give back
+            return
         if tag not in self.recorded_by_take:  # recorded by kombu's own code (basic_get)
             super().restore_by_tag(tag, client=client, leftmost=leftmost)
             return
@@ -393,9 +397,9 @@ class QoS(RedisQoS):
 
     def heartbeat(self) -> None:
         """Tells Redis this owner is alive; logs at ERROR if it had been taken for dead meanwhile. Not once its
-        channel is closed (the consumer reconnected on another): what it held is then the sweep's to give back."""
+        channel closes (the consumer reconnected on another): what it held is then the sweep's to give back."""
         channel = self.channel
-        if channel.closed:
+        if channel.closing:
             return
         known = self.script(HEARTBEAT)(keys=[channel.unacked_owners_key], args=[channel.owner])
         if not known and channel.owner_announced and self.held():
@@ -551,6 +555,8 @@ class Channel(RedisChannel):
     _suspect_waits = False  # the last take stopped at a suspect: wait a little, then take again
     _forgetting: list[str] = []  # acks sent with the take in flight
     owner_announced = False  # a heartbeat or a take told Redis of this owner
+    # Set first thing in close(): kombu's own `closed` comes late, after steps that can raise on a broken connection.
+    closing = False
     _waker: QueueWaker | None = None  # ends the idle wait when any list of the queues changes
     _waker_refused = False
 
@@ -606,6 +612,7 @@ class Channel(RedisChannel):
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def close(self) -> None:
+        self.closing = True
         if self._waker is not None:
             self._waker.close()
         # Before kombu's close, which restores what is still delivered and drops the clients.
@@ -734,17 +741,6 @@ class Channel(RedisChannel):
                 break
             self.connection._deliver(self._undelivered.pop(0), queue)
         return True
-
-    def _restore(self, message: Any, leftmost: bool = False) -> None:
-        """kombu's, for each message the channel still holds as it closes (a stopped or reconnecting consumer's
-        prefetched and countdown tasks), but through RESTORE_ONE where the take recorded it (QoS.restore_by_tag).
-        kombu's goes by the delivery tag alone and removes the record only: the owned entry left behind kept this
-        owner among the owners after it closed, and its sweep later handed out again the same delivery tag, taken
-        meanwhile by a live worker (test_ownership, a stopped worker: each countdown task ran twice)."""
-        if message.delivery_tag in self.qos.recorded_by_take:
-            self.qos.restore_by_tag(message.delivery_tag, leftmost=leftmost)
-        else:
-            super()._restore(message, leftmost)
 
     def _requeue_undelivered(self) -> None:
         undelivered, self._undelivered = getattr(self, "_undelivered", []), []

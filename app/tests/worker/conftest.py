@@ -125,12 +125,20 @@ class BrokerProxy:
                 client, _ = self.listener.accept()
             except OSError:  # closed
                 return
-            if self.refusing:
+            with self._lock:
+                refusing = self.refusing
+                if not refusing:
+                    self._open.add(client)
+            if refusing:
                 self._close(client)
                 continue
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:  # Redis itself away: the worker sees its connection closed, as it would
+                self._close(client)
+                continue
             with self._lock:
-                self._open |= {client, upstream}
+                self._open.add(upstream)  # a client cut meanwhile is closed already: its pipes close this one
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
@@ -152,8 +160,8 @@ class BrokerProxy:
         sock.close()
 
     def cut(self) -> None:
-        self.refusing = True
         with self._lock:
+            self.refusing = True
             open_sockets = list(self._open)
         for sock in open_sockets:
             self._close(sock)
@@ -163,6 +171,8 @@ class BrokerProxy:
 
     def close(self) -> None:
         self.cut()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread, which close() alone would not
         self.listener.close()
 
 

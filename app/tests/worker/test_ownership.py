@@ -116,7 +116,7 @@ def test_a_stopped_worker_keeps_the_task_it_finishes_and_what_it_gives_back_runs
             wait_for_worker(name)
         sleep_task.apply_async((4 * LIVENESS, report, 0), queue=queue)
         for index in range(1, 5):
-            noop_task.apply_async((report, index), queue=queue, countdown=5 * LIVENESS)
+            noop_task.apply_async((report, index), queue=queue, countdown=6 * LIVENESS)  # due after the close
         wait_until(lambda: held_from(broker, queue) == 5, timeout=5, message="the first worker did not take all")
         celery_app.control.add_consumer(queue, destination=[taker_name], reply=True)
         output = stop(stopped)

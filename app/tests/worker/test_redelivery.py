@@ -170,7 +170,6 @@ def test_a_worker_cut_off_from_redis_gives_back_what_it_held_and_its_probe_says_
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     proxy = BrokerProxy(settings.CELERY_BROKER_URL)
     environment = {"CELERY_BROKER_URL": proxy.url, "WORKER_LIVENESS_FILE": liveness_file}
-    started = time.monotonic()
     process = start_worker(queue, f"cut-off-{suffix}@test", f"cut-off-{suffix}", environment=environment)
     output = ""
 
@@ -184,8 +183,13 @@ def test_a_worker_cut_off_from_redis_gives_back_what_it_held_and_its_probe_says_
     try:
         noop_task.apply_async((report,), countdown=LIVENESS + 5, queue=queue)
         wait_until(lambda: unacked_of(broker, queue) == 1, timeout=5, message="the worker did not take the task")
-        # Past the liveness file's first touch by its timer: a repeating entry that cannot be cancelled once run.
-        time.sleep(max(0.0, started + TOUCH_EVERY_SECONDS + 1 - time.monotonic()))
+        # After the liveness file's first touch by its timer: a repeating entry that cannot be cancelled once run.
+        touched_at_start = liveness_touched_at()
+        wait_until(
+            lambda: liveness_touched_at() != touched_at_start,
+            timeout=TOUCH_EVERY_SECONDS + 2,
+            message="the liveness file was not touched again",
+        )
         assert len(owners()) == 1
         proxy.cut()
         wait_until(lambda: liveness_touched_at() == 0, timeout=5, message="the liveness file was not marked stale")

@@ -18,9 +18,10 @@ Redis lock that a worker killed while holding it kept for 5 minutes, stopping ev
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from celery import bootsteps
+from celery.signals import task_prerun
 
 from celery_runtime.timers import Repeating
 
@@ -31,6 +32,8 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
     """The consumer channel's heartbeat, and the sweep of dead workers' messages."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
+    # This process's consumer QoS while the step runs: send_early_acks sends its batched acks.
+    consumer_qos: ClassVar[Any] = None
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -42,6 +45,7 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
         if not hasattr(qos, "restore_dead_owners"):
             return  # another transport: its broker redelivers by itself
 
+        UnackedRedeliverySweep.consumer_qos = qos
         beating: Repeating | None = None
 
         def beat() -> None:
@@ -84,3 +88,19 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
             self._sweeping = None
 
     shutdown = stop
+
+
+@task_prerun.connect
+def send_early_acks(sender: Any = None, **kwargs: Any) -> None:
+    """A task acknowledged before it runs (`acks_late=False`) has its ack in Redis before its body starts. Acks
+    reach Redis in batches, up to 5 ms later (celery_runtime.transport): a body that ended its process sooner
+    (`process_exit_task`, a segfault) left its message recorded as the dead worker's, and the sweep delivered it
+    again, at most once promised and twice run, killing a worker each time until it was set aside (make
+    prod-smoke's worker restarted three times; test_ownership). A task acknowledged late pays nothing here."""
+    qos = UnackedRedeliverySweep.consumer_qos
+    if qos is None or sender is None or getattr(sender, "acks_late", True):
+        return
+    try:
+        qos.forget_acknowledged()
+    except Exception as exc:  # noqa: BLE001 - the task runs all the same; only a death within 5 ms repeats it
+        logger.warning("could not send the acknowledgement of %s before it runs: %s", sender.name, exc)

@@ -19,7 +19,7 @@ from django.core.management import call_command
 
 from celery_runtime.dead_letters import dead_letter_list
 from config.celery_app import app as celery_app
-from diagnostics.tasks import noop_task, poison_task, sleep_task
+from diagnostics.tasks import noop_task, poison_task, process_exit_task, sleep_task
 from tests.worker.conftest import start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
@@ -128,6 +128,29 @@ def test_a_stopped_worker_keeps_the_task_it_finishes_and_what_it_gives_back_runs
         stop(taker)
         broker.delete(f"{queue}-idle")
     assert "Restoring 4 unacknowledged message(s)" in output, output
+
+
+def test_a_task_acknowledged_before_it_runs_is_not_delivered_again_when_it_ends_its_worker(
+    broker: redis.Redis, names: tuple[str, str]
+) -> None:
+    """`acks_late=False` promises at most once: a task whose body ends its process (a segfault, `os._exit`) must
+    not come back. Acks reach Redis in batches, a few milliseconds later: the ack of such a task was lost with
+    the process, and the next worker ran it, and died, until it was set aside after three deaths."""
+    queue, _report = names
+    process_exit_task.apply_async(queue=queue)
+    first = spawn_worker(queue, f"ends-{queue}@test")
+    next_worker = None
+    try:
+        assert first.wait(timeout=60) == 70, "the task did not end its worker"
+        next_worker = start_worker(queue, f"next-{queue}@test")
+        time.sleep(LIVENESS + 3)  # the sweep has found the first worker dead by now
+        assert next_worker.poll() is None, "the task ran again and ended the next worker"
+        assert broker.llen(queue) == 0
+        assert not [value for value in broker.hvals("unacked") if f'"routing_key": "{queue}"' in value]
+    finally:
+        stop(first)
+        if next_worker is not None:
+            stop(next_worker)
 
 
 def test_a_task_longer_than_the_liveness_runs_once(broker: redis.Redis, names: tuple[str, str]) -> None:

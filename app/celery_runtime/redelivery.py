@@ -49,12 +49,10 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
         beating: Repeating | None = None
 
         def beat() -> None:
-            if channel.closing:  # its tasks are done or given back; a reconnect's new channel beats for its own
-                if beating is not None:
-                    beating.cancel()
-                return
             try:
-                qos.heartbeat()
+                # Closed: its tasks are done or given back; a reconnect's new channel beats for its own.
+                if not qos.heartbeat() and beating is not None:
+                    beating.cancel()
             except channel.connection_errors as exc:
                 # The broker is away: the consumer reconnects and this step starts again with the new channel.
                 logger.debug("heartbeat skipped: %r", exc)

@@ -395,12 +395,13 @@ class QoS(RedisQoS):
             logger.debug("could not leave the owners at close: %r", exc)
         return restored
 
-    def heartbeat(self) -> None:
+    def heartbeat(self) -> bool:
         """Tells Redis this owner is alive; logs at ERROR if it had been taken for dead meanwhile. Not once its
-        channel closes (the consumer reconnected on another): what it held is then the sweep's to give back."""
+        channel closes (the consumer reconnected on another): what it held is then the sweep's to give back, and
+        this returns False, for the beats to stop."""
         channel = self.channel
         if channel.closing:
-            return
+            return False
         known = self.script(HEARTBEAT)(keys=[channel.unacked_owners_key], args=[channel.owner])
         if not known and channel.owner_announced and self.held():
             logger.error(
@@ -410,6 +411,7 @@ class QoS(RedisQoS):
                 self.held(),
             )
         channel.owner_announced = True
+        return True
 
     def restore_dead_owners(self) -> int:
         """Gives back the messages of owners taken for dead (no heartbeat for `worker_liveness_timeout` s)."""

@@ -146,7 +146,7 @@ def test_a_task_acknowledged_before_it_runs_is_not_delivered_again_when_it_ends_
         time.sleep(LIVENESS + 3)  # the sweep has found the first worker dead by now
         assert next_worker.poll() is None, "the task ran again and ended the next worker"
         assert broker.llen(queue) == 0
-        assert not [value for value in broker.hvals("unacked") if f'"routing_key": "{queue}"' in value]
+        assert held_from(broker, queue) == 0
     finally:
         stop(first)
         if next_worker is not None:

@@ -21,6 +21,7 @@ Results go to /chaos-results/<scenario>.json, one file per scenario, merged by e
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -89,8 +90,15 @@ def load(scenario: str) -> dict[str, Any]:
 
 
 def save(scenario: str, **fields: Any) -> None:
-    result = load(scenario) | fields
-    (RESULTS / f"{scenario}.json").write_text(json.dumps(result, indent=1))
+    """Merges `fields` into the scenario's file, under a lock and written whole: during an outage the burst and the
+    refusal check run at once, in containers of their own, and each merges into the same file (unlocked, one could
+    read the other's half-written file, or write back what it read before the other's answers)."""
+    with open(RESULTS / f"{scenario}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = load(scenario) | fields
+        written = RESULTS / f".{scenario}.json.partial"
+        written.write_text(json.dumps(result, indent=1))
+        written.replace(RESULTS / f"{scenario}.json")
 
 
 def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

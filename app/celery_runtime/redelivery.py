@@ -2,13 +2,21 @@
 
 With acks late on Redis, a message a worker has taken (running, or prefetched, or a countdown task it holds)
 stays recorded as unacknowledged and owned by the worker until it is acknowledged (celery_runtime.transport).
-This step, on the worker's timer (Celery's synchronous loop on the gevent pool, the event loop on prefork):
+This step:
 * beats for the worker's consumer channel every fifth of `worker_liveness_timeout` (a transport option, default
-  15 s), so no other worker takes it for dead, however long its tasks wait or run, until the channel closes: on
-  through a shutdown's wait for the running tasks; a channel closed at a reconnect (Redis restarted) falls
-  silent, and what it held and could not give back as it closed comes back within the liveness plus one sweep;
-* every `unacked_restore_interval` seconds (default 5) gives back the messages of owners silent for longer than
-  the liveness, to the head of their queues, or to the dead letters after `delivery_limit` deaths.
+  15 s), from a native thread with a Redis connection of its own (Heartbeat), so no other worker takes it for
+  dead, however long its tasks wait or run, and whatever they do to the worker's event loop: a task that holds
+  the CPU without yielding stops a gevent worker's hub (and a solo worker's loop) for as long as it runs, and a
+  heartbeat on the worker's timer fell silent with it (a 30 s CPU-bound task ran 4 times in 90 s, and the 20
+  countdown tasks its worker held ran twice). The thread beats while the hub has run within the task time limit
+  plus the liveness: a hub stuck for longer than any task may run is a dead worker, and its messages come back.
+  It beats on through a shutdown's wait for the running tasks, until the channel closes; a channel closed at a
+  reconnect (Redis restarted) falls silent, and what it held and could not give back as it closed comes back
+  within the liveness plus one sweep;
+* every `unacked_restore_interval` seconds (default 5), on the worker's timer, gives back the messages of owners
+  silent for longer than the liveness, to the head of their queues, or to the dead letters after `delivery_limit`
+  deaths. Silence is counted only while Redis serves: a stall that silenced every worker (Redis paused, a fork or
+  an fsync stall, a failover) is no one's death (the transport's UNSTALL_FUNCTION).
 A worker that dies (SIGKILL, the OOM killer, a lost node) has its messages back within the liveness plus one
 sweep period: 20 s on the defaults. The sweep is one script Redis runs atomically: several workers sweeping at
 once give each message back once, and a worker killed mid-sweep leaves nothing half done (kombu's sweep takes a
@@ -18,6 +26,7 @@ Redis lock that a worker killed while holding it kept for 5 minutes, stopping ev
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, ClassVar
 
 from celery import bootsteps
@@ -27,6 +36,101 @@ from celery_runtime.timers import Repeating
 
 logger = logging.getLogger(__name__)
 
+# How often the worker's hub (its timer) says it runs: the heartbeat thread's evidence that the worker is not stuck.
+HUB_TICK_SECONDS = 1.0
+
+
+def _native_thread_tools() -> tuple[Any, Any]:
+    """`start_new_thread` and `sleep` that are the operating system's, also where gevent has patched them: the
+    heartbeat must run while a task keeps the hub from switching. gevent gives such a thread a hub of its own for the
+    sockets it opens (gevent's documentation, "Threads": a hub per native thread)."""
+    try:
+        from gevent import monkey
+    except ImportError:  # no gevent: the standard library's are native
+        import _thread
+
+        return _thread.start_new_thread, time.sleep
+    return monkey.get_original("_thread", "start_new_thread"), monkey.get_original("time", "sleep")
+
+
+class Heartbeat:
+    """Beats for one consumer channel from a native thread, over a Redis connection of its own, while the channel is
+    open and the worker's hub has ticked (`hub_ran`) within `stall_limit` seconds (None: no limit)."""
+
+    def __init__(self, qos: Any, *, period: float, stall_limit: float | None) -> None:
+        self.qos = qos
+        self.period = period
+        self.stall_limit = stall_limit
+        self.hub_seen = time.monotonic()
+        self.stopped = False
+        self.beats = 0
+        self._client: Any = None
+        self._stuck_logged = False
+        self._start_new_thread, self._sleep = _native_thread_tools()
+
+    def start(self) -> None:
+        # Made here, not in the thread: redis-py reads its version through importlib the first time, and an import
+        # in a native thread under gevent can deadlock with the hub's own.
+        self._client = self._make_client()
+        self._start_new_thread(self._run, ())
+
+    def _make_client(self) -> Any:
+        """A client on one connection of its own, with the channel's connection settings (RESP2: a plain script
+        reply whatever the channel speaks; no maintenance notifications, which want RESP3)."""
+        import redis
+
+        channel = self.qos.channel
+        pool = channel.pool
+        options = {key: value for key, value in pool.connection_kwargs.items() if not key.startswith("maint")}
+        options["protocol"] = 2
+        own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **options)
+        return channel.Client(connection_pool=own_pool)
+
+    def hub_ran(self) -> None:
+        self.hub_seen = time.monotonic()
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def _run(self) -> None:
+        try:
+            while not self.stopped:
+                started = time.monotonic()
+                if not self._beat():
+                    return
+                while not self.stopped and time.monotonic() - started < self.period:
+                    self._sleep(0.1)
+        finally:
+            self._close()
+
+    def _beat(self) -> bool:
+        """False once the channel is closed: its beats are over."""
+        stuck = time.monotonic() - self.hub_seen
+        if self.stall_limit is not None and stuck > self.stall_limit:
+            if not self._stuck_logged:
+                self._stuck_logged = True
+                logger.error(
+                    "the worker's event loop has not run for %.0fs, past the task time limit: this worker stops "
+                    "beating, and the messages it holds go to other workers (a task stuck without yielding?)",
+                    stuck,
+                )
+            return True
+        self._stuck_logged = False
+        try:
+            if not self.qos.heartbeat(self._client):
+                return False
+            self.beats += 1
+        except Exception as exc:  # noqa: BLE001 - a thread of its own: Redis away, try again next period
+            logger.debug("heartbeat skipped: %r", exc)
+            self._client.connection_pool.disconnect()
+        return True
+
+    def _close(self) -> None:
+        try:
+            self._client.connection_pool.disconnect()
+        except Exception as exc:  # noqa: BLE001 - the thread ends all the same
+            logger.debug("heartbeat connection not closed cleanly: %r", exc)
+
 
 class UnackedRedeliverySweep(bootsteps.StartStopStep):
     """The consumer channel's heartbeat, and the sweep of dead workers' messages."""
@@ -34,10 +138,13 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
     # This process's consumer QoS while the step runs: send_early_acks sends its batched acks.
     consumer_qos: ClassVar[Any] = None
+    # This process's current heartbeat (tests and the worker's own checks read it).
+    heartbeat: ClassVar[Heartbeat | None] = None
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self._sweeping: Repeating | None = None
+        self._hub_ticks: Repeating | None = None
 
     def start(self, parent: Any) -> None:
         channel = parent.task_consumer.channel
@@ -46,16 +153,6 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
             return  # another transport: its broker redelivers by itself
 
         UnackedRedeliverySweep.consumer_qos = qos
-        beating: Repeating | None = None
-
-        def beat() -> None:
-            try:
-                # Closed: its tasks are done or given back; a reconnect's new channel beats for its own.
-                if not qos.heartbeat() and beating is not None:
-                    beating.cancel()
-            except channel.connection_errors as exc:
-                # The broker is away: the consumer reconnects and this step starts again with the new channel.
-                logger.debug("heartbeat skipped: %r", exc)
 
         def sweep() -> None:
             try:
@@ -63,29 +160,43 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
             except channel.connection_errors as exc:
                 logger.debug("redelivery sweep skipped: %r", exc)
 
-        beat()
         liveness = float(channel.worker_liveness_timeout)
         interval = float(channel.unacked_restore_interval)
-        beating = Repeating(parent.timer, liveness / 5, beat)
+        time_limit = parent.app.conf.task_time_limit
+        stall_limit = float(time_limit) + liveness if time_limit else None
+        heartbeat = Heartbeat(qos, period=liveness / 5, stall_limit=stall_limit)
+        heartbeat.start()
+        UnackedRedeliverySweep.heartbeat = heartbeat
+        # The previous channel's heartbeat (a reconnect) ends by itself as that channel closes; its hub ticks stop.
+        if self._hub_ticks is not None:
+            self._hub_ticks.cancel()
+        self._hub_ticks = Repeating(parent.timer, HUB_TICK_SECONDS, heartbeat.hub_ran)
         self._sweeping = Repeating(parent.timer, interval, sweep)
         logger.info(
-            "redelivery: this worker beats every %ss; the messages of workers silent for over %ss go back to their "
-            "queues, checked every %ss; set aside after %d deaths",
+            "redelivery: this worker beats every %ss from a thread of its own (while its event loop has run within "
+            "%s); the messages of workers silent for over %ss go back to their queues, checked every %ss; set "
+            "aside after %d deaths",
             liveness / 5,
+            f"{stall_limit:g}s" if stall_limit is not None else "any time",
             liveness,
             interval,
             channel.delivery_limit,
         )
 
     def stop(self, parent: Any) -> None:
-        """Stops the sweep. The heartbeat goes on until the channel closes: a warm or soft shutdown stops the
-        consumer first, then waits for the running tasks, which must stay this worker's meanwhile (stopped at once,
-        a task running past the liveness was handed to another worker and ran twice: test_ownership)."""
+        """Stops the sweep. The heartbeat goes on until the channel closes, and the hub ticks with it: a warm or soft
+        shutdown stops the consumer first, then waits for the running tasks, which must stay this worker's meanwhile
+        (stopped at once, a task running past the liveness was handed to another worker and ran twice:
+        test_ownership)."""
         if self._sweeping is not None:
             self._sweeping.cancel()
             self._sweeping = None
 
-    shutdown = stop
+    def shutdown(self, parent: Any) -> None:
+        self.stop(parent)
+        if self._hub_ticks is not None:
+            self._hub_ticks.cancel()
+            self._hub_ticks = None
 
 
 @task_prerun.connect

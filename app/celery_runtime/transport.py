@@ -81,28 +81,88 @@ local function cut(record, where)
   return string.sub(record, 2, #record - tail), string.sub(where, space + 1)
 end
 """
+# A stall that silenced everyone is no one's death. The clock key holds Redis's time at the last heartbeat or sweep;
+# every live worker process beats every fifth of the liveness, so a gap longer than `grace` (half the liveness)
+# means Redis did not answer (paused, a fork or fsync stall, a failover) or no worker ran at all. Every owner whose
+# last beat came before the gap has it moved on by the gap: silence is counted only while Redis was serving.
+UNSTALL_FUNCTION = """
+local function unstall(owners, clock, now, grace)
+  local last = tonumber(redis.call('GET', clock) or '0')
+  local gap = now - last
+  if last > 0 and gap > grace then
+    local stale = redis.call('ZRANGEBYSCORE', owners, '-inf', last, 'WITHSCORES')
+    for i = 1, #stale, 2 do
+      redis.call('ZADD', owners, tonumber(stale[i + 1]) + gap, stale[i])
+    end
+  end
+  if gap > 0 then redis.call('SET', clock, string.format('%.6f', now)) end
+  if last > 0 and gap > grace then return gap end
+  return 0
+end
+"""
 
-# KEYS: the queue lists in the order to take from, then unacked, owned, owners, deaths, dead letters, unacked index.
-# ARGV: 1 owner, 2 how many messages at most, 3 how many the channel holds unacknowledged now, 4 one character per
-# queue key, "1" where its consumer does not acknowledge, 5 the deaths from which a message is suspect, 6... the
-# delivery tags acknowledged since the last batch of acks reached Redis: forgotten first, in the same script, so
-# that a message taken into the room an ack freed cannot end the worker before that ack is recorded.
-# Reply: {"taken", queue key, messages, suspect (0/1), set aside} or {"empty"|"blocked", set aside}.
+# KEYS: the queue lists in the order to take from, then unacked, owned, owners, deaths, dead letters, unacked index,
+# suspects. ARGV: 1 owner, 2 how many messages at most, 3 how many the channel holds unacknowledged now that are not
+# countdown/eta tasks, 4 one character per queue key, "1" where its consumer does not acknowledge, 5 the deaths from
+# which a message is suspect, 6... the delivery tags acknowledged since the last batch of acks reached Redis:
+# forgotten first, in the same script, so that a message taken into the room an ack freed cannot end the worker
+# before that ack is recorded.
+# Reply: {"taken", queue key, messages, suspect (0/1), redelivered (0/1 per message), set aside} or
+# {"empty"|"blocked", set aside}.
 # Each message is recorded as kombu's restore reads it, [message, exchange, routing_key], around its text as it
 # was published (decoding and encoding it again in Lua would round large integers in the arguments); the owned
-# hash keeps the queue key and the length of the record's tail, so the text can be cut out again.
+# hash keeps the queue key and the length of the record's tail, so the text can be cut out again. A message with
+# an entry in deaths was handed back before: it is delivered marked redelivered.
+# A suspect message (deaths one short of the limit) is taken alone, by a channel that holds nothing else. At the
+# head of a queue it is moved aside, to the suspects hash, so that it stands in no one's way; a channel that holds
+# something claims a suspect of its queues that no live channel has claimed and takes nothing more until it holds
+# nothing, then takes it; the other channels go on taking.
 TAKE_AND_RECORD = (
     FORGET_FUNCTION
     + """
-local n = #KEYS - 6
+local n = #KEYS - 7
 local unacked, owned, owners, deaths, dead = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4], KEYS[n + 5]
+local suspects = KEYS[n + 7]
 local owner, count, held, no_ack, suspect_at = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 if #ARGV > 5 then forget(KEYS[n + 6], unacked, owned, deaths, {unpack(ARGV, 6)}) end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local blocked, set_aside = false, 0
+local set_aside = 0
+local function record(key, tag, item, properties)
+  local info = properties['delivery_info']
+  if type(info) ~= 'table' then info = {} end
+  local tail = ',' .. cjson.encode(info['exchange'] or '') .. ',' .. cjson.encode(info['routing_key'] or '') .. ']'
+  redis.call('HSET', unacked, tag, '[' .. item .. tail)
+  redis.call('HSET', owned, tag, #tail .. ' ' .. key)
+end
+if redis.call('HLEN', suspects) > 0 then
+  local mine = {}
+  for i = 1, n do
+    if string.sub(no_ack, i, i) ~= '1' then mine[KEYS[i]] = true end
+  end
+  local entries = redis.call('HGETALL', suspects)
+  for j = 1, #entries, 2 do
+    local tag, entry = entries[j], cjson.decode(entries[j + 1])
+    if mine[entry['k']] then
+      if held == 0 then
+        redis.call('HDEL', suspects, tag)
+        record(entry['k'], tag, entry['i'], cjson.decode(entry['i'])['properties'])
+        redis.call('ZADD', owners, now, owner)
+        return {'taken', entry['k'], {entry['i']}, 1, {1}, set_aside}
+      end
+      local claimant = entry['c']
+      if claimant == owner or claimant == '' or not redis.call('ZSCORE', owners, claimant) then
+        if claimant ~= owner then
+          entry['c'] = owner
+          redis.call('HSET', suspects, tag, cjson.encode(entry))
+        end
+        return {'blocked', set_aside}
+      end
+    end
+  end
+end
 for i = 1, n do
-  local key, taken, suspect = KEYS[i], {}, 0
+  local key, taken, redelivered, suspect = KEYS[i], {}, {}, 0
   if string.sub(no_ack, i, i) == '1' then
     taken = redis.call('RPOP', key, count) or {}
   else
@@ -112,63 +172,66 @@ for i = 1, n do
       local ok, message = pcall(cjson.decode, item)
       local properties = ok and type(message) == 'table' and message['properties']
       local tag = type(properties) == 'table' and properties['delivery_tag']
+      redis.call('RPOP', key)
       if type(tag) ~= 'string' then
-        redis.call('RPOP', key)
         redis.call('LPUSH', dead, cjson.encode({reason = 'malformed', queue = key, at = now, raw = item}))
         set_aside = set_aside + 1
       else
-        local died = tonumber(redis.call('HGET', deaths, tag) or '0') >= suspect_at
+        local deaths_so_far = redis.call('HGET', deaths, tag)
+        local died = tonumber(deaths_so_far or '0') >= suspect_at
         if died and (#taken > 0 or held > 0) then
-          blocked = true
-          break
-        end
-        redis.call('RPOP', key)
-        local info = properties['delivery_info']
-        if type(info) ~= 'table' then info = {} end
-        local tail = ',' .. cjson.encode(info['exchange'] or '') .. ','
-          .. cjson.encode(info['routing_key'] or '') .. ']'
-        redis.call('HSET', unacked, tag, '[' .. item .. tail)
-        redis.call('HSET', owned, tag, #tail .. ' ' .. key)
-        taken[#taken + 1] = item
-        if died then
-          suspect = 1
-          break
+          redis.call('HSET', suspects, tag, cjson.encode({k = key, i = item, c = ''}))
+        else
+          record(key, tag, item, properties)
+          taken[#taken + 1] = item
+          redelivered[#redelivered + 1] = deaths_so_far and 1 or 0
+          if died then
+            suspect = 1
+            break
+          end
         end
       end
     end
     if #taken > 0 then redis.call('ZADD', owners, now, owner) end
   end
-  if #taken > 0 then return {'taken', key, taken, suspect, set_aside} end
+  if #taken > 0 then return {'taken', key, taken, suspect, redelivered, set_aside} end
 end
-if blocked then return {'blocked', set_aside} end
 return {'empty', set_aside}
 """
 )
-# How long a channel that holds messages waits before it looks again at a suspect message at the head of a queue.
+# How long a channel that claimed a suspect message waits before it looks again whether it holds nothing.
 SUSPECT_WAIT_SECONDS = 0.05
 # At most this many messages per take, within what the prefetch limit leaves: with a backlog, one round trip
 # to Redis brings several, where one each made Redis's share of a no-op task the largest after the worker's own.
 TAKE_AT_MOST = 16
 
-# KEYS: owners. ARGV: owner. Returns 1 when the owner was known alive, 0 when it was not (new, or taken for dead).
-HEARTBEAT = """
+# KEYS: owners, clock. ARGV: owner, grace (s). Reply: {1 when the owner was known alive, 0 when it was not (new, or
+# taken for dead), the stall it found in seconds (0: none)}.
+HEARTBEAT = (
+    UNSTALL_FUNCTION
+    + """
 local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local stalled = unstall(KEYS[1], KEYS[2], now, tonumber(ARGV[2]))
 local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[1], tonumber(time[1]) + tonumber(time[2]) / 1000000, ARGV[1])
-if known then return 1 end
-return 0
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+return {known and 1 or 0, tostring(stalled)}
 """
+)
 
-# KEYS: owners, unacked, unacked index, deaths, dead letters. ARGV: liveness (s), delivery limit, owned-key prefix.
-# Gives back the messages of owners silent for longer than the liveness, each to the head of its queue, or to the
-# dead letters once its deaths reach the limit. Reply: {given back, {task, id, deaths}...flattened, dead owners}.
+# KEYS: owners, unacked, unacked index, deaths, dead letters, clock. ARGV: liveness (s), delivery limit, owned-key
+# prefix, grace (s). Gives back the messages of owners silent for longer than the liveness, each to the head of its
+# queue (marked redelivered: it has an entry in deaths), or to the dead letters once its deaths reach the limit.
+# Reply: {given back, {task, id, deaths}...flattened, dead owners, the stall it found in seconds (0: none)}.
 RESTORE_DEAD_OWNERS = (
     CUT_FUNCTION
+    + UNSTALL_FUNCTION
     + """
 local owners, unacked, index, deaths, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local liveness, limit, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local stalled = unstall(owners, KEYS[6], now, tonumber(ARGV[4]))
 local given_back, set_aside, gone = 0, {}, {}
 for _, owner in ipairs(redis.call('ZRANGEBYSCORE', owners, '-inf', now - liveness, 'LIMIT', 0, 32)) do
   local owned = prefix .. owner
@@ -199,7 +262,7 @@ for _, owner in ipairs(redis.call('ZRANGEBYSCORE', owners, '-inf', now - livenes
   redis.call('ZREM', owners, owner)
   gone[#gone + 1] = owner
 end
-return {given_back, set_aside, gone}
+return {given_back, set_aside, gone, tostring(stalled)}
 """
 )
 
@@ -213,8 +276,9 @@ end
 return 0
 """
 
-# KEYS: unacked, unacked index, owned. ARGV: tag, "1" for the tail of the queue (leftmost), else its head.
-# One message back in its queue, as kombu's restore_by_tag does; 0 when this channel's take did not record it.
+# KEYS: unacked, unacked index, owned, deaths. ARGV: tag, "1" for the tail of the queue (leftmost), else its head.
+# One message back in its queue, as kombu's restore_by_tag does, marked redelivered (an entry in deaths, with no
+# death counted); 0 when this channel's take did not record it.
 RESTORE_ONE = (
     CUT_FUNCTION
     + """
@@ -224,6 +288,7 @@ local item, key = cut(record, where)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HSETNX', KEYS[4], ARGV[1], 0)
 if ARGV[2] == '1' then
   redis.call('LPUSH', key, item)
 else
@@ -248,6 +313,17 @@ FORGET_BATCH = 64
 
 
 logger = logging.getLogger(__name__)
+
+
+def log_stall(stalled: Any) -> None:
+    """What a heartbeat or sweep script found: Redis, or every worker, silent for `stalled` seconds."""
+    if float(stalled):
+        logger.warning(
+            "no worker reached Redis for %.1fs (Redis paused or stalled, or no worker running): that silence counts "
+            "toward no worker's liveness",
+            float(stalled),
+        )
+
 
 # kombu's type stubs leave out the Redis channel's internals used here.
 RedisChannel: Any = kombu_redis.Channel
@@ -279,6 +355,8 @@ class QoS(RedisQoS):
         # Delivery tags the take recorded as this owner's, until acknowledged or given back.
         self.recorded_by_take: set[str] = set()
         self.suspects: set[str] = set()  # held suspect messages: their acks reach Redis at once
+        # Held countdown/eta tasks: a suspect message does not wait for them to end (the take's `held`).
+        self.waiting_for_eta: set[str] = set()
         self._scripts: dict[str, Any] = {}
         self._to_forget: list[str] = []
         self._forget_due = False
@@ -357,6 +435,7 @@ class QoS(RedisQoS):
     def ack(self, delivery_tag: str) -> None:
         virtual_QoS.ack(self, delivery_tag)  # here first: the prefetch room frees whatever Redis does
         self.recorded_by_take.discard(delivery_tag)
+        self.waiting_for_eta.discard(delivery_tag)
         self._forget_in_redis(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
@@ -380,9 +459,10 @@ class QoS(RedisQoS):
             super().restore_by_tag(tag, client=client, leftmost=leftmost)
             return
         channel = self.channel
-        keys = [channel.unacked_key, channel.unacked_index_key, channel.owned_key]
+        keys = [channel.unacked_key, channel.unacked_index_key, channel.owned_key, channel.unacked_deaths_key]
         self.script(RESTORE_ONE)(keys=keys, args=[tag, "1" if leftmost else "0"])  # 0: no longer this owner's
         self.recorded_by_take.discard(tag)
+        self.waiting_for_eta.discard(tag)
 
     def restore_unacked_once(self, stderr: Any = None) -> Any:
         """kombu's, as the channel closes (what it holds back in its queues), then this owner leaves the owners if
@@ -395,18 +475,22 @@ class QoS(RedisQoS):
             logger.debug("could not leave the owners at close: %r", exc)
         return restored
 
-    def heartbeat(self) -> bool:
-        """Tells Redis this owner is alive; logs at ERROR if it had been taken for dead meanwhile. Not once its
-        channel closes (the consumer reconnected on another): what it held is then the sweep's to give back, and
-        this returns False, for the beats to stop."""
+    def heartbeat(self, client: Any) -> bool:
+        """Tells Redis this owner is alive, over `client` (the heartbeat thread's own connection: celery_runtime.
+        redelivery); logs at ERROR if it had been taken for dead meanwhile. Not once its channel closes (the consumer
+        reconnected on another): what it held is then the sweep's to give back, and this returns False, for the
+        beats to stop."""
         channel = self.channel
         if channel.closing:
             return False
-        known = self.script(HEARTBEAT)(keys=[channel.unacked_owners_key], args=[channel.owner])
+        known, stalled = client.register_script(HEARTBEAT)(
+            keys=[channel.unacked_owners_key, channel.clock_key], args=[channel.owner, channel.stall_grace]
+        )
+        log_stall(stalled)
         if not known and channel.owner_announced and self.held():
             logger.error(
                 "this worker was silent for over %ss and taken for dead: the %d message(s) it holds were handed to "
-                "other workers and may run twice (is the gevent hub blocked by CPU-bound work?)",
+                "other workers and may run twice (was its process stopped, or cut off from Redis?)",
                 channel.worker_liveness_timeout,
                 self.held(),
             )
@@ -422,9 +506,11 @@ class QoS(RedisQoS):
             channel.unacked_index_key,
             channel.unacked_deaths_key,
             channel.dead_letters_key,
+            channel.clock_key,
         ]
-        args = [channel.worker_liveness_timeout, channel.delivery_limit, channel.owned_key_prefix]
-        given_back, set_aside, gone = self.script(RESTORE_DEAD_OWNERS)(keys=keys, args=args)
+        args = [channel.worker_liveness_timeout, channel.delivery_limit, channel.owned_key_prefix, channel.stall_grace]
+        given_back, set_aside, gone, stalled = self.script(RESTORE_DEAD_OWNERS)(keys=keys, args=args)
+        log_stall(stalled)
         for owner in gone:
             logger.warning(
                 "worker %s is gone (silent for over %ss)", bytes_to_str(owner), channel.worker_liveness_timeout
@@ -550,6 +636,8 @@ class Channel(RedisChannel):
     owned_key_prefix = "unacked_owned."  # hash per owner: delivery tag -> the length of its record's tail, queue key
     unacked_deaths_key = "unacked_deaths"  # hash: delivery tag -> deaths of the workers that held it
     dead_letters_key = "unacked_dead_letters"  # list of JSON: reason, queue, and the message as it was published
+    suspects_key = "unacked_suspects"  # hash: delivery tag -> JSON of its queue key, text and claimant channel
+    clock_key = "unacked_clock"  # Redis's time at the last heartbeat or sweep: a stall is no one's death
 
     # The last take found every queue empty: the next command waits for a message instead of taking one.
     _queues_were_empty = False
@@ -569,6 +657,12 @@ class Channel(RedisChannel):
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.owned_key = self.owned_key_prefix + self.owner
         self.no_ack_queues: set[str] = set()
+
+    @property
+    def stall_grace(self) -> float:
+        """A gap longer than this between any two heartbeats or sweeps reaching Redis is a stall, which counts toward
+        no owner's silence: half the liveness, where every live owner beats every fifth of it."""
+        return float(self.worker_liveness_timeout) / 2
 
     @property
     def suspect_at(self) -> int:
@@ -663,6 +757,7 @@ class Channel(RedisChannel):
                 self.unacked_deaths_key,
                 self.dead_letters_key,
                 self.unacked_index_key,
+                self.suspects_key,
             ]
             self._forgetting = self.qos.take_acknowledged()
             # The source each time, not EVALSHA: Redis caches the compiled script either way (Redis's time per
@@ -676,7 +771,7 @@ class Channel(RedisChannel):
                 *fixed,
                 self.owner,
                 count,
-                self.qos.held(),
+                self.qos.held() - len(self.qos.waiting_for_eta),
                 no_ack,
                 self.suspect_at,
                 *self._forgetting,
@@ -712,25 +807,33 @@ class Channel(RedisChannel):
             if status != "taken":
                 self._queues_were_empty = True
                 raise Empty()
-            _, key, items, suspect = reply[:4]
+            _, key, items, suspect, redelivered = reply[:5]
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
         messages = []
-        for item in items:
+        for index, item in enumerate(items):
             try:
-                messages.append(loads(bytes_to_str(item)))
+                message = loads(bytes_to_str(item))
             except ValueError:  # what the take's JSON parser read and Python's does not: set aside, as there
                 self.client.lpush(self.dead_letters_key, json.dumps({"reason": "malformed", "raw": bytes_to_str(item)}))
                 logger.error("dead letter: a message Python cannot decode set aside in %s", self.dead_letters_key)
+                continue
+            if index < len(redelivered) and int(redelivered[index]):  # handed back before: marked as kombu does
+                message.setdefault("headers", {})["redelivered"] = True
+                message["properties"].setdefault("delivery_info", {})["redelivered"] = True
+            messages.append(message)
         if not messages:
             raise Empty()
         if queue not in self.no_ack_queues:
             self.owner_announced = True
             for message in messages:
-                self.qos.recorded_by_take.add(message["properties"]["delivery_tag"])
+                tag = message["properties"]["delivery_tag"]
+                self.qos.recorded_by_take.add(tag)
+                if (message.get("headers") or {}).get("eta"):
+                    self.qos.waiting_for_eta.add(tag)
             if suspect:
                 self.qos.suspects.add(messages[0]["properties"]["delivery_tag"])
         # Delivering one can wait (the gevent pool's consumer waits for a free greenlet). Meanwhile a cancel

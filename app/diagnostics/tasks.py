@@ -32,6 +32,17 @@ def sleep_task(
 
 
 @shared_task
+def spin_task(
+    seconds: float, report_to: str | None = None, sent_at: float | None = None, report_batched: bool = False
+) -> None:
+    """Holds the CPU for `seconds` without yielding to the gevent hub: PDF rendering, image work, a pandas step."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sum(range(1000))
+    _report(report_to, sent_at, report_batched)
+
+
+@shared_task
 def database_sleep_insert_task(
     seconds: float, key: str, report_to: str | None = None, sent_at: float | None = None, report_batched: bool = False
 ) -> None:

@@ -19,7 +19,7 @@ from django.core.management import call_command
 
 from celery_runtime.dead_letters import dead_letter_list
 from config.celery_app import app as celery_app
-from diagnostics.tasks import noop_task, poison_task, process_exit_task, sleep_task
+from diagnostics.tasks import noop_task, poison_task, process_exit_task, sleep_task, spin_task
 from tests.worker.conftest import start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
@@ -254,3 +254,28 @@ def test_replies_to_a_consumer_that_does_not_acknowledge_are_not_recorded(broker
         assert celery_app.control.inspect(timeout=1).ping()
     recorded = [value for value in broker.hvals("unacked") if "reply.celery.pidbox" in value]
     assert recorded == []
+
+
+def test_a_task_that_holds_the_cpu_past_the_liveness_runs_once_and_so_does_what_its_worker_holds(
+    broker: redis.Redis, names: tuple[str, str]
+) -> None:
+    """A task that keeps the gevent hub from switching for three times the liveness (CPU-bound work: a PDF, an image,
+    a pandas step) while its worker holds countdown tasks, and another worker sweeps: the worker is alive
+    throughout, so nothing it holds may be handed out. A heartbeat on the worker's timer falls silent with the hub:
+    the sweep then gave back all it held, and the countdown tasks and the CPU-bound task itself ran twice."""
+    queue, report = names
+    busy = start_worker(queue, f"spinning-{queue}@test")
+    sweeper = start_worker(f"{queue}-idle", f"sweeper-{queue}@test")
+    try:
+        for index in range(1, 6):
+            noop_task.apply_async((report, index), queue=queue, countdown=5 * LIVENESS)
+        wait_until(lambda: held_from(broker, queue) == 5, timeout=10, message="the worker did not take the tasks")
+        spin_task.apply_async((3 * LIVENESS, report, 0), queue=queue)
+        wait_until(lambda: broker.llen(report) >= 6, timeout=40, message="the tasks did not all run")
+        time.sleep(LIVENESS + 2)  # a second run, if any, has had the time to happen
+        assert runs(broker, report) == Counter(range(6)), f"runs per task: {runs(broker, report)}"
+        assert "taken for dead" not in stop(busy)
+    finally:
+        stop(busy)
+        stop(sweeper)
+        broker.delete(f"{queue}-idle")

@@ -1,0 +1,241 @@
+"""The ownership transport's scripts and channel against a real Redis, with no worker: kombu consumers on channels of
+celery_runtime.transport, in a Redis database of these tests' own (emptied before each). Liveness and stalls are
+set up by writing Redis's clock into the owners' entries, so nothing here waits for time to pass."""
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from kombu import Connection, Consumer, Message, Producer, Queue
+
+from celery_runtime.transport import Channel, Transport
+
+QUEUE = "transport-test"
+LIVENESS = 10.0
+
+
+@pytest.fixture
+def url() -> str:
+    return settings.CELERY_BROKER_URL.rsplit("/", 1)[0] + "/11"
+
+
+@pytest.fixture
+def broker(url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def now(broker: redis.Redis) -> float:
+    seconds, microseconds = broker.time()
+    return seconds + microseconds / 1_000_000
+
+
+class Worker:
+    """One consumer channel on a connection of its own, as a worker process has; what it received is kept unacked."""
+
+    def __init__(self, url: str, *, prefetch: int = 10) -> None:
+        self.connection = Connection(url, transport=Transport, transport_options={"worker_liveness_timeout": LIVENESS})
+        self.received: list[Message] = []
+        self.consumer = Consumer(
+            self.connection, [Queue(QUEUE)], callbacks=[self._on_message], accept=["json"], prefetch_count=prefetch
+        )
+        self.consumer.consume()
+
+    @property
+    def channel(self) -> Channel:
+        return self.consumer.channel  # type: ignore[return-value]
+
+    def _on_message(self, body: Any, message: Message) -> None:
+        self.received.append(message)
+
+    def drain(self, *, until: int, rounds: int = 20) -> list[Any]:
+        """Reads until `until` messages in all have arrived, or `rounds` reads found none."""
+        for _ in range(rounds):
+            if len(self.received) >= until:
+                break
+            with contextlib.suppress(TimeoutError):
+                self.connection.drain_events(timeout=0.2)
+        return [message.payload for message in self.received]
+
+    def close(self) -> None:
+        self.connection.release()
+
+
+@pytest.fixture
+def workers(url: str, broker: redis.Redis) -> Iterator[list[Worker]]:
+    made: list[Worker] = []
+    yield made
+    for worker in made:
+        worker.close()
+
+
+def publish(url: str, *bodies: Any, headers: dict[str, Any] | None = None) -> None:
+    with Connection(url, transport=Transport) as connection:
+        producer = Producer(connection)
+        for body in bodies:
+            producer.publish(body, routing_key=QUEUE, declare=[Queue(QUEUE)], serializer="json", headers=headers)
+
+
+def last_beat(broker: redis.Redis, owner: str) -> float:
+    score = broker.zscore(Channel.unacked_owners_key, owner)
+    assert score is not None, f"{owner} is not among the owners"
+    return float(score)
+
+
+def silence(broker: redis.Redis, owner: str, *, seconds: float) -> None:
+    """As though `owner` last beat `seconds` ago, while Redis served everyone else (the clock fresh)."""
+    current = now(broker)
+    broker.zadd(Channel.unacked_owners_key, {owner: current - seconds})
+    broker.set(Channel.clock_key, f"{current:.6f}")
+
+
+def test_a_silent_owners_messages_come_back_marked_redelivered(url: str, broker: redis.Redis, workers: list) -> None:
+    publish(url, {"n": 1}, {"n": 2})
+    dead, sweeper = Worker(url), Worker(url)
+    workers += [dead, sweeper]
+    assert sorted(body["n"] for body in dead.drain(until=2)) == [1, 2]
+    assert [message.delivery_info.get("redelivered") for message in dead.received] == [None, None]
+    silence(broker, dead.channel.owner, seconds=LIVENESS + 1)
+
+    assert sweeper.channel.qos.restore_dead_owners() == 2
+    assert broker.llen(QUEUE) == 2
+    assert sorted(body["n"] for body in sweeper.drain(until=2)) == [1, 2]
+    assert [message.delivery_info["redelivered"] for message in sweeper.received] == [True, True]
+    headers: list[dict[str, Any]] = [dict(message.headers) for message in sweeper.received]
+    assert [header["redelivered"] for header in headers] == [True, True]
+
+
+def test_a_message_given_back_by_a_reject_arrives_redelivered(url: str, broker: redis.Redis, workers: list) -> None:
+    publish(url, {"n": 1})
+    worker = Worker(url)
+    workers.append(worker)
+    worker.drain(until=1)
+    worker.received[0].reject(requeue=True)
+    worker.received.clear()
+    worker.drain(until=1)
+    assert worker.received[0].delivery_info["redelivered"] is True
+    worker.received[0].ack()
+    worker.channel.qos.forget_acknowledged()
+    assert broker.hlen(Channel.unacked_deaths_key) == 0, "the mark outlived the message"
+
+
+def test_a_stall_that_silenced_every_owner_is_no_ones_death(url: str, broker: redis.Redis, workers: list) -> None:
+    """Redis paused (or a fork, an fsync stall, a failover) for longer than the liveness: when it answers again,
+    every owner's last beat is old, and the first sweep must not take them for dead."""
+    publish(url, {"n": 1}, {"n": 2})
+    holder, sweeper = Worker(url, prefetch=1), Worker(url, prefetch=1)
+    workers += [holder, sweeper]
+    holder.drain(until=1)
+    sweeper.drain(until=1)
+    stalled_at = now(broker) - 3 * LIVENESS  # the last beats and sweeps before Redis stopped answering
+    broker.zadd(Channel.unacked_owners_key, {holder.channel.owner: stalled_at, sweeper.channel.owner: stalled_at - 1})
+    broker.set(Channel.clock_key, f"{stalled_at:.6f}")
+
+    assert sweeper.channel.qos.restore_dead_owners() == 0
+    assert broker.llen(QUEUE) == 0
+    assert broker.zcard(Channel.unacked_owners_key) == 2
+    scores = [last_beat(broker, owner) for owner in (holder.channel.owner, sweeper.channel.owner)]
+    assert all(score > now(broker) - 2 for score in scores), "the stall still counts toward their silence"
+
+    # Once Redis serves again, silence counts: an owner that does not beat is taken for dead after the liveness.
+    silence(broker, holder.channel.owner, seconds=LIVENESS + 1)
+    assert sweeper.channel.qos.restore_dead_owners() == 1
+
+
+def test_a_stall_found_by_a_heartbeat_is_no_ones_death_either(url: str, broker: redis.Redis, workers: list) -> None:
+    publish(url, {"n": 1})
+    holder, beating = Worker(url), Worker(url)
+    workers += [holder, beating]
+    holder.drain(until=1)
+    stalled_at = now(broker) - 3 * LIVENESS
+    broker.zadd(Channel.unacked_owners_key, {holder.channel.owner: stalled_at})
+    broker.set(Channel.clock_key, f"{stalled_at:.6f}")
+
+    client = redis.Redis.from_url(url)
+    assert beating.channel.qos.heartbeat(client) is True  # the first to reach Redis after the stall: a beat
+    assert beating.channel.qos.restore_dead_owners() == 0
+    assert last_beat(broker, holder.channel.owner) > now(broker) - 2
+
+
+def test_a_dead_owners_messages_still_come_back_when_the_clock_has_been_silent(
+    url: str, broker: redis.Redis, workers: list
+) -> None:
+    """An owner silent long before a stall is dead all the same: the stall moves its last beat on by the stall only."""
+    publish(url, {"n": 1})
+    dead, sweeper = Worker(url), Worker(url)
+    workers += [dead, sweeper]
+    dead.drain(until=1)
+    current = now(broker)
+    stall = 3 * LIVENESS
+    broker.zadd(Channel.unacked_owners_key, {dead.channel.owner: current - stall - 2 * LIVENESS})
+    broker.set(Channel.clock_key, f"{current - stall:.6f}")
+    assert sweeper.channel.qos.restore_dead_owners() == 1
+
+
+def set_suspect(broker: redis.Redis, tag: str) -> None:
+    broker.hset(Channel.unacked_deaths_key, tag, Channel.delivery_limit - 1)
+
+
+def tags_in_queue(broker: redis.Redis) -> list[str]:
+    return [json.loads(item)["properties"]["delivery_tag"] for item in broker.lrange(QUEUE, 0, -1)]
+
+
+def test_a_suspect_stands_in_no_ones_way(url: str, broker: redis.Redis, workers: list) -> None:
+    """A message one death from the limit at the head of the queue: a channel that holds something takes the
+    messages behind it, and the suspect waits aside until a channel holding nothing takes it alone."""
+    publish(url, {"n": 0})
+    busy = Worker(url)
+    workers.append(busy)
+    busy.drain(until=1)  # holds one
+    publish(url, *({"n": n} for n in range(1, 6)))
+    suspect_tag = tags_in_queue(broker)[-1]  # the head: taken first
+    set_suspect(broker, suspect_tag)
+
+    bodies = busy.drain(until=6)
+    assert sorted(body["n"] for body in bodies) == [0, 2, 3, 4, 5], "the suspect stood in the way, or was taken"
+    assert broker.hkeys(Channel.suspects_key) == [suspect_tag]
+
+    idle = Worker(url)
+    workers.append(idle)
+    assert [body["n"] for body in idle.drain(until=1)] == [1]
+    assert idle.received[0].delivery_info["redelivered"] is True
+    assert broker.hlen(Channel.suspects_key) == 0
+    assert idle.channel.qos.suspects == {suspect_tag}
+
+
+def test_a_suspect_claimed_by_a_busy_channel_is_taken_once_it_holds_nothing(
+    url: str, broker: redis.Redis, workers: list
+) -> None:
+    publish(url, {"n": 0})
+    busy = Worker(url)
+    workers.append(busy)
+    busy.drain(until=1)
+    publish(url, {"n": 1}, {"n": 2})
+    set_suspect(broker, tags_in_queue(broker)[-1])
+    assert sorted(body["n"] for body in busy.drain(until=2)) == [0, 2]
+    busy.drain(until=3, rounds=3)  # claims the suspect, and takes nothing more while it holds something
+    assert len(busy.received) == 2
+    (entry,) = broker.hvals(Channel.suspects_key)
+    assert json.loads(entry)["c"] == busy.channel.owner
+    for message in busy.received:
+        message.ack()
+    assert [body["n"] for body in busy.drain(until=3)][2:] == [1]
+    assert busy.received[2].delivery_info["redelivered"] is True
+
+
+def test_held_countdown_tasks_do_not_keep_a_suspect_waiting(url: str, broker: redis.Redis, workers: list) -> None:
+    publish(url, {"n": 0}, headers={"eta": "2999-01-01T00:00:00+00:00"})
+    holder = Worker(url)
+    workers.append(holder)
+    holder.drain(until=1)
+    assert holder.channel.qos.waiting_for_eta
+    publish(url, {"n": 1})
+    set_suspect(broker, tags_in_queue(broker)[-1])
+    assert [body["n"] for body in holder.drain(until=2)] == [0, 1]
+    assert broker.hlen(Channel.suspects_key) == 0

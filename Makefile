@@ -104,6 +104,12 @@ bench: up ## benchmark workers by pool and workload, and the web tier; prints a 
 	@mkdir -p bench-results && chmod 777 bench-results
 	$(COMPOSE) --profile bench run --rm bench
 
+.PHONY: bench-fleet
+bench-fleet: .env ## what 1,000 idle consumers cost Redis per task, the transport's against stock kombu's (FLEET_CONSUMERS=N)
+	$(COMPOSE) --profile bench up -d --wait bench-redis
+	$(COMPOSE) --profile bench run --rm --no-deps -e FLEET_COMPARE -e FLEET_CONSUMERS=$${FLEET_CONSUMERS:-1000} bench python /bench/fleet.py
+	$(COMPOSE) --profile bench rm -sf bench-redis
+
 .PHONY: bench-stack
 bench-stack: .env ## time make up, measure the stack's memory and idle CPU, and how fast a code change goes live
 	bash tools/bench/stack-figures

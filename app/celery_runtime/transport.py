@@ -11,37 +11,49 @@ Here, in Lua scripts that Redis runs atomically:
 * the take pops messages and records each as unacknowledged and owned by this channel (an owner per worker
   process and connection), with the queue it came from; messages for consumers that do not acknowledge
   (`no_ack`: control replies) are popped and not recorded, as kombu does;
-* a live owner beats (`heartbeat`, from the worker's timer: celery_runtime.redelivery) into a sorted set, with
-  Redis's clock, so hosts' clocks do not matter;
+* a live owner beats (`heartbeat`, from a native thread of the worker's: celery_runtime.redelivery) into a sorted
+  set, with Redis's clock, so hosts' clocks do not matter;
 * the sweep (`restore_dead_owners`, any worker's) gives back the messages of owners silent for
-  `worker_liveness_timeout` seconds (default 15), to the head of the queue they came from. A live worker's
-  messages are never handed out, however long they wait or run;
-* each give-back counts a death for the message; a message whose deliveries ended in `delivery_limit` (default 3)
-  deaths goes to the dead-letter list (`dead_letters_key`) instead, logged at ERROR with its task and id. A
-  message one death from the limit is suspect: a channel takes it alone, when it holds nothing else, so that the
-  messages that shared a worker with a poison one twice do not die with it a third time. (Suspect after one
-  death instead, a worker's crash had every task it held run one at a time afterwards, far slower to come back
-  and run: `make chaos`, worker-sigkill-busy, in docs/reliability.md);
+  `worker_liveness_timeout` seconds (default 15), to the head of the queue they came from, marked redelivered as
+  kombu marks what it restores. A live worker's messages are never handed out, however long they wait or run.
+  Silence counts only while Redis serves: a gap in every beat and sweep longer than half the liveness (Redis
+  paused, a fork or fsync stall, a failover) moves every owner's last beat on by the gap (UNSTALL_FUNCTION);
+* each give-back by the sweep counts a death for the message; a message whose deliveries ended in
+  `delivery_limit` (default 3) deaths goes to the dead-letter list (`dead_letters_key`) instead, logged at ERROR
+  with its task and id. A message one death from the limit is suspect: a channel takes it alone, when it holds
+  nothing but countdown/eta tasks, so that the messages that shared a worker with a poison one twice do not die
+  with it a third time. A suspect at the head of a queue is moved aside (`suspects_key`), where it stands in no
+  one's way: one busy channel claims it and drains, the others go on (suspect after one death instead, a worker's
+  crash had every task it held run one at a time afterwards: `make chaos`, worker-sigkill-busy, in
+  docs/reliability.md);
 * a message that is not JSON, or has no delivery tag, goes to the dead-letter list at once; the messages taken
   with it are delivered. `manage.py dead_letters` lists, requeues or drops them.
 
 Publishing, queues as Redis lists, and the fanout and pidbox of kombu are unchanged (Flower's broker view,
-`celery purge`, list-length autoscalers and plain-kombu producers keep working). On an empty queue the consumer
-waits with `BLMOVE key key RIGHT RIGHT`, which returns once the list has a message and leaves it where it was;
-a consumer is woken by a change to any list of its queues (QueueWaker): another queue, or a priority list of its
-own (a message sent with a priority waits in `<queue>\x06\x163` and so on: Django's tasks at their default
-priority do, celery_runtime.django_tasks).
+`celery purge`, list-length autoscalers and plain-kombu producers keep working). A publish also pushes a token to
+the queue's bell (`queue_bell.<queue>`, in the same round trip), and so does every give-back. An idle consumer waits
+with `BLPOP` on the bells of its queues: one token wakes one waiter, so a message wakes one idle consumer however
+many wait, on any of its queues and priority lists (a message sent with a priority waits in `<queue>\x06\x163` and
+so on: Django's tasks at their default priority do, celery_runtime.django_tasks). The message itself stays in its
+list until the take: a consumer killed after its wake loses nothing, and the next take (or the wait's 1 s timeout)
+finds it. A take that finds every queue empty silences their bells. A message pushed by a producer that does not ring
+(plain kombu, `manage.py dead_letters requeue`) is taken within the wait's timeout.
 Messages recorded by kombu's own code (older versions of this transport, `basic_get`) keep kombu's
 visibility-timeout restore.
 
 Acks reach Redis in one script for all that ended within 5 ms (a suspect's at once): kombu's opens a client per
 ack and sends four commands, which costs the worker more CPU per ack (measured in docs/performance.md).
 
+Keys: the take and the sweep reach keys they do not declare in `KEYS` (the sweep, a dead owner's hash and the queues
+its messages go back to; the take, the bells of given-back suspects), which Redis itself allows and Redis Cluster,
+some proxies and Dragonfly (by default) refuse. Supported: Redis 6.2 or later, and servers that run Redis scripts as
+Redis does (Valkey); a single primary, or a primary with replicas behind Sentinel.
+
 Private kombu detail overridden (kombu pinned in pyproject.toml, and the take tested against the real worker):
-the Redis channel's `_brpop_start`/`_brpop_read` (the take), `_in_poll`, `_queue_cycle`, `_q_for_pri`,
-`_flush_brpop_reauth`, `connection._deliver`, `connection.cycle.after_read`, QoS's `_delivered`/`_dirty`
-(what the channel holds) and `_quick_ack`. `global_keyprefix` is refused by the settings: the scripts name keys.
-Selected by CELERY_BROKER_TRANSPORT in the settings, for redis:// and rediss:// URLs (Redis 6.2 or later).
+the Redis channel's `_brpop_start`/`_brpop_read` (the take), `_put` (the bell), `_in_poll`, `_queue_cycle`,
+`_q_for_pri`, `_flush_brpop_reauth`, `connection._deliver`, `connection.cycle.after_read`, QoS's
+`_delivered`/`_dirty` (what the channel holds) and `_quick_ack`. `global_keyprefix` is refused by the settings: the
+scripts name keys. Selected by CELERY_BROKER_TRANSPORT in the settings, for redis:// and rediss:// URLs.
 """
 
 from __future__ import annotations
@@ -59,8 +71,7 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
-from redis.exceptions import ResponseError
+from kombu.utils.json import dumps, loads
 
 # Lua shared by the scripts below (each script is sent whole: Redis scripts cannot call one another).
 # An acknowledged message's records go: what kombu's ack does, for many tags at once.
@@ -79,6 +90,15 @@ local function cut(record, where)
   local space = string.find(where, ' ', 1, true)
   local tail = tonumber(string.sub(where, 1, space - 1))
   return string.sub(record, 2, #record - tail), string.sub(where, space + 1)
+end
+"""
+# A message put back in a list rings its queue's bell, so that an idle consumer takes it at once (the queue's name is
+# the list's key up to the priority separator, "\x06\x16").
+RING_FUNCTION = """
+local function ring(prefix, key)
+  local at = string.find(key, '\6\22', 1, true)
+  if at then key = string.sub(key, 1, at - 1) end
+  redis.call('LPUSH', prefix .. key, 1)
 end
 """
 # A stall that silenced everyone is no one's death. The clock key holds Redis's time at the last heartbeat or sweep;
@@ -102,11 +122,12 @@ end
 """
 
 # KEYS: the queue lists in the order to take from, then unacked, owned, owners, deaths, dead letters, unacked index,
-# suspects. ARGV: 1 owner, 2 how many messages at most, 3 how many the channel holds unacknowledged now that are not
-# countdown/eta tasks, 4 one character per queue key, "1" where its consumer does not acknowledge, 5 the deaths from
-# which a message is suspect, 6... the delivery tags acknowledged since the last batch of acks reached Redis:
-# forgotten first, in the same script, so that a message taken into the room an ack freed cannot end the worker
-# before that ack is recorded.
+# suspects, then the bells of the queues it acknowledges. ARGV: 1 owner, 2 how many messages at most, 3 how many the
+# channel holds unacknowledged now that are not countdown/eta tasks, 4 one character per queue key, "1" where its
+# consumer does not acknowledge, 5 the deaths from which a message is suspect, 6 how many bells, 7 the bell key
+# prefix, 8... the delivery tags acknowledged since the last batch of acks reached Redis: forgotten first, in the same
+# script, so that a message taken into the room an ack freed cannot end the worker before that ack is recorded.
+# Every queue found empty: their bells are silenced (what rang for messages others took rings no one awake).
 # Reply: {"taken", queue key, messages, suspect (0/1), redelivered (0/1 per message), set aside} or
 # {"empty"|"blocked", set aside}.
 # Each message is recorded as kombu's restore reads it, [message, exchange, routing_key], around its text as it
@@ -119,12 +140,14 @@ end
 # nothing, then takes it; the other channels go on taking.
 TAKE_AND_RECORD = (
     FORGET_FUNCTION
+    + RING_FUNCTION
     + """
-local n = #KEYS - 7
+local bells = tonumber(ARGV[6])
+local n = #KEYS - 7 - bells
 local unacked, owned, owners, deaths, dead = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4], KEYS[n + 5]
 local suspects = KEYS[n + 7]
 local owner, count, held, no_ack, suspect_at = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-if #ARGV > 5 then forget(KEYS[n + 6], unacked, owned, deaths, {unpack(ARGV, 6)}) end
+if #ARGV > 7 then forget(KEYS[n + 6], unacked, owned, deaths, {unpack(ARGV, 8)}) end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local set_aside = 0
@@ -181,6 +204,7 @@ for i = 1, n do
         local died = tonumber(deaths_so_far or '0') >= suspect_at
         if died and (#taken > 0 or held > 0) then
           redis.call('HSET', suspects, tag, cjson.encode({k = key, i = item, c = ''}))
+          ring(ARGV[7], key)  -- for a channel that holds nothing
         else
           record(key, tag, item, properties)
           taken[#taken + 1] = item
@@ -196,6 +220,7 @@ for i = 1, n do
   end
   if #taken > 0 then return {'taken', key, taken, suspect, redelivered, set_aside} end
 end
+if bells > 0 then redis.call('DEL', unpack(KEYS, n + 8, n + 7 + bells)) end
 return {'empty', set_aside}
 """
 )
@@ -220,12 +245,14 @@ return {known and 1 or 0, tostring(stalled)}
 )
 
 # KEYS: owners, unacked, unacked index, deaths, dead letters, clock. ARGV: liveness (s), delivery limit, owned-key
-# prefix, grace (s). Gives back the messages of owners silent for longer than the liveness, each to the head of its
-# queue (marked redelivered: it has an entry in deaths), or to the dead letters once its deaths reach the limit.
+# prefix, grace (s), bell key prefix. Gives back the messages of owners silent for longer than the liveness, each to
+# the head of its queue (marked redelivered: it has an entry in deaths, and ringing its queue's bell), or to the dead
+# letters once its deaths reach the limit.
 # Reply: {given back, {task, id, deaths}...flattened, dead owners, the stall it found in seconds (0: none)}.
 RESTORE_DEAD_OWNERS = (
     CUT_FUNCTION
     + UNSTALL_FUNCTION
+    + RING_FUNCTION
     + """
 local owners, unacked, index, deaths, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local liveness, limit, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
@@ -254,6 +281,7 @@ for _, owner in ipairs(redis.call('ZRANGEBYSCORE', owners, '-inf', now - livenes
         set_aside[#set_aside + 1] = died
       else
         redis.call('RPUSH', key, item)
+        ring(ARGV[5], key)
         given_back = given_back + 1
       end
     end
@@ -276,11 +304,13 @@ end
 return 0
 """
 
-# KEYS: unacked, unacked index, owned, deaths. ARGV: tag, "1" for the tail of the queue (leftmost), else its head.
+# KEYS: unacked, unacked index, owned, deaths. ARGV: tag, "1" for the tail of the queue (leftmost), else its head,
+# bell key prefix.
 # One message back in its queue, as kombu's restore_by_tag does, marked redelivered (an entry in deaths, with no
 # death counted); 0 when this channel's take did not record it.
 RESTORE_ONE = (
     CUT_FUNCTION
+    + RING_FUNCTION
     + """
 local record, where = redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[3], ARGV[1])
 if not (record and where) then return 0 end
@@ -294,6 +324,7 @@ if ARGV[2] == '1' then
 else
   redis.call('RPUSH', key, item)
 end
+ring(ARGV[3], key)
 return 1
 """
 )
@@ -460,7 +491,8 @@ class QoS(RedisQoS):
             return
         channel = self.channel
         keys = [channel.unacked_key, channel.unacked_index_key, channel.owned_key, channel.unacked_deaths_key]
-        self.script(RESTORE_ONE)(keys=keys, args=[tag, "1" if leftmost else "0"])  # 0: no longer this owner's
+        args = [tag, "1" if leftmost else "0", channel.bell_key_prefix]
+        self.script(RESTORE_ONE)(keys=keys, args=args)  # 0: no longer this owner's
         self.recorded_by_take.discard(tag)
         self.waiting_for_eta.discard(tag)
 
@@ -508,7 +540,13 @@ class QoS(RedisQoS):
             channel.dead_letters_key,
             channel.clock_key,
         ]
-        args = [channel.worker_liveness_timeout, channel.delivery_limit, channel.owned_key_prefix, channel.stall_grace]
+        args = [
+            channel.worker_liveness_timeout,
+            channel.delivery_limit,
+            channel.owned_key_prefix,
+            channel.stall_grace,
+            channel.bell_key_prefix,
+        ]
         given_back, set_aside, gone, stalled = self.script(RESTORE_DEAD_OWNERS)(keys=keys, args=args)
         log_stall(stalled)
         for owner in gone:
@@ -529,101 +567,6 @@ class QoS(RedisQoS):
         return int(given_back)
 
 
-class QueueWaker:
-    """Wakes a channel's idle wait when a message lands in any queue it consumes, not only the one it waits on.
-
-    Redis has no blocking wait on several lists that leaves the message where it is (BLMPOP pops it, which would
-    reopen the window where a worker killed in between loses it). So the channel waits on its first queue's key
-    with BLMOVE, and Redis's client tracking (BCAST, one prefix per queue name, NOLOOP) reports every change to any
-    of its queues to this waker's subscriber connection (`__redis__:invalidate`); the waker then ends the wait
-    with CLIENT UNBLOCK, and the next take looks at every queue. A thread (a greenlet under gevent) of its own.
-    A queue's name is the prefix of its priority lists too. A channel of one queue watches only those
-    (`<queue>\x06\x16`): a message on the queue's own list ends the wait by itself, and every invalidation costs
-    the worker a read (watching the whole name cost a single-queue worker a quarter to a third of its no-op
-    throughput under a steady sender: docs/performance.md). Without it, a message sent with a priority to an
-    idle worker (Django's tasks at their default priority) waited for the wait's timeout (test_django_tasks).
-    Where Redis refuses client tracking (an ACL, an old server) the channel waits as before, and says so once."""
-
-    def __init__(self, channel: Any, prefixes: list[str]) -> None:
-        self.channel = channel
-        self.prefixes: list[str] = []
-        for prefix in sorted(set(prefixes), key=len):  # Redis refuses prefixes that overlap: the shortest covers
-            if not any(prefix.startswith(kept) for kept in self.prefixes):
-                self.prefixes.append(prefix)
-        self.watched = list(prefixes)  # what the channel asked for, before overlaps were merged
-        self.woken = False
-        self.closed = False
-        self.refused: Exception | None = None  # what Redis answered the waker's commands with, if it refused them
-        self.subscriber_id: int | None = None
-        self.tracked: tuple[Any, Any] | None = None  # the main connection and socket tracking is set up on
-        self.main_id: int | None = None
-        self._connection: Any = None
-        self._unblocker = channel.Client(connection_pool=channel.pool)
-        self._thread = threading.Thread(target=self._run, name="queue-waker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self.closed:
-            try:
-                # RESP2, where an invalidation is a plain pub/sub message: redis-py 8 speaks RESP3 by default, where
-                # it is a push that read_response hands elsewhere (and its maintenance notifications want RESP3).
-                pool = self.channel.pool
-                options = {key: value for key, value in pool.connection_kwargs.items() if not key.startswith("maint")}
-                connection = self._connection = pool.connection_class(**{**options, "protocol": 2})
-                connection.connect()
-                connection.send_command("CLIENT", "ID")
-                subscriber_id = connection.read_response()
-                connection.send_command("SUBSCRIBE", "__redis__:invalidate")
-                connection.read_response()
-                self.subscriber_id, self.tracked = int(subscriber_id), None  # the channel sets tracking up again
-                while not self.closed:
-                    if connection.can_read(timeout=1):
-                        connection.read_response()
-                        self.wake()
-            except ResponseError as exc:  # refused (an ACL): the channel waits as before
-                self.refused = exc
-                return
-            except Exception as exc:  # noqa: BLE001 - a thread of its own: try again shortly
-                if not self.closed:
-                    logger.debug("queue waker: %r; connecting again", exc)
-                    self.subscriber_id = None
-                    threading.Event().wait(1)
-            finally:
-                if self._connection is not None:
-                    self._connection.disconnect()
-
-    def wake(self) -> None:
-        self.woken = True
-        if self.channel._sent == "BLMOVE" and self.main_id is not None:
-            try:
-                self._unblocker.execute_command("CLIENT", "UNBLOCK", self.main_id)
-            except Exception as exc:  # noqa: BLE001 - the wait ends by its timeout instead
-                logger.debug("queue waker could not unblock the wait: %r", exc)
-
-    def track(self, connection: Any) -> bool:
-        """Sets client tracking up on the channel's connection, once per connection; False if it cannot be."""
-        if self.subscriber_id is None:
-            return False
-        if self.tracked == (connection, connection._sock):
-            return True
-        connection.send_command("CLIENT", "ID")
-        self.main_id = int(connection.read_response())
-        connection.send_command("CLIENT", "TRACKING", "OFF")
-        connection.read_response()
-        prefixes = [word for prefix in self.prefixes for word in ("PREFIX", prefix)]
-        connection.send_command(
-            "CLIENT", "TRACKING", "ON", "REDIRECT", self.subscriber_id, "BCAST", *prefixes, "NOLOOP"
-        )
-        connection.read_response()
-        self.tracked = (connection, connection._sock)
-        return True
-
-    def close(self) -> None:
-        self.closed = True
-        if self._connection is not None:
-            self._connection.disconnect()
-
-
 class Channel(RedisChannel):
     QoS = QoS
     from_transport_options = (*RedisChannel.from_transport_options, "worker_liveness_timeout", "delivery_limit")
@@ -638,6 +581,7 @@ class Channel(RedisChannel):
     dead_letters_key = "unacked_dead_letters"  # list of JSON: reason, queue, and the message as it was published
     suspects_key = "unacked_suspects"  # hash: delivery tag -> JSON of its queue key, text and claimant channel
     clock_key = "unacked_clock"  # Redis's time at the last heartbeat or sweep: a stall is no one's death
+    bell_key_prefix = "queue_bell."  # list per queue: a token per message put in any of its lists (QueueBell)
 
     # The last take found every queue empty: the next command waits for a message instead of taking one.
     _queues_were_empty = False
@@ -647,8 +591,6 @@ class Channel(RedisChannel):
     owner_announced = False  # a heartbeat or a take told Redis of this owner
     # Set first thing in close(): kombu's own `closed` comes late, after steps that can raise on a broken connection.
     closing = False
-    _waker: QueueWaker | None = None  # ends the idle wait when any list of the queues changes
-    _waker_refused = False
 
     _undelivered: list[dict[str, Any]]  # taken by the last take, not yet handed to the consumer
 
@@ -670,36 +612,6 @@ class Channel(RedisChannel):
         worker's crash would then have every task it held run one at a time afterwards."""
         return int(self.delivery_limit) - 1 if int(self.delivery_limit) >= 3 else 1
 
-    def _woken_since_take(self) -> bool:
-        """Tracking set up for the wait, and whether a list of the queues changed since the last take.
-        Queues read without acknowledgement (gossip's worker events, on this channel where mingle and gossip are
-        on, as in production) do not count: they can wait for the wait's timeout."""
-        queues = set(self.active_queues) - self.no_ack_queues
-        if not queues or self._waker_refused:
-            return False
-        # One queue: its priority lists only (the wait itself watches its own list). Several: every list of each.
-        prefixes = [queue + self.sep for queue in queues] if len(queues) == 1 else sorted(queues)
-        if self._waker is None or self._waker.watched != prefixes:
-            if self._waker is not None:
-                self._waker.close()
-            self._waker = QueueWaker(self, prefixes)
-        try:
-            if self._waker.refused:
-                raise self._waker.refused
-            if not self._waker.track(self.client.connection):
-                return False
-        except self.ResponseError as exc:
-            logger.info(
-                "Redis refuses client tracking (%s): an idle worker takes from its other queues and priority lists "
-                "in 1 s",
-                exc,
-            )
-            self._waker_refused = True
-            self._waker.close()
-            return False
-        woken, self._waker.woken = self._waker.woken, False
-        return woken
-
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
             self.no_ack_queues.add(queue)
@@ -709,8 +621,6 @@ class Channel(RedisChannel):
 
     def close(self) -> None:
         self.closing = True
-        if self._waker is not None:
-            self._waker.close()
         # Before kombu's close, which restores what is still delivered and drops the clients.
         if self._qos is not None:
             try:
@@ -720,6 +630,22 @@ class Channel(RedisChannel):
             self._requeue_undelivered()
         super().close()
 
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """kombu's, and a token on the queue's bell after the message, in the same round trip (QueueBell)."""
+        publish_batch = kwargs.get("_publish_batch")
+        if publish_batch is not None:
+            super()._put(queue, message, **kwargs)
+            publish_batch.add("lpush", self.bell_key_prefix + queue, 1)
+            return
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, dumps(message))
+            if self._expires and queue in self._expires:
+                for priority in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, priority), self._expires[queue])
+            pipe.lpush(self.bell_key_prefix + queue, 1)
+            pipe.execute()
+
     def _brpop_start(self, timeout: float | None = None) -> None:
         if timeout is None:
             timeout = self.brpop_timeout
@@ -727,6 +653,9 @@ class Channel(RedisChannel):
         if not queues:
             return None
         keys, no_ack = [], ""
+        # Queues read without acknowledgement (gossip's worker events, on this channel where mingle and gossip are
+        # on, as in production) do not wake an idle wait: they can wait for its timeout.
+        bells = [self.bell_key_prefix + queue for queue in queues if queue not in self.no_ack_queues]
         for priority in self.priority_steps:
             for queue in queues:
                 keys.append(self._q_for_pri(queue, priority))
@@ -741,8 +670,12 @@ class Channel(RedisChannel):
             self.client.connection.send_command(
                 "BLMOVE", self.owned_key + ".wait", self.owned_key + ".wait", "RIGHT", "RIGHT", SUSPECT_WAIT_SECONDS
             )
-        elif self._queues_were_empty and not self._woken_since_take():
-            # A message on the first key wakes it at once; on the others, the waker (or, refused, the timeout).
+        elif self._queues_were_empty and bells:
+            # One token, one waiter woken: a message wakes one idle consumer of its queue, not all of them.
+            self._sent = "BLPOP"
+            self.client.connection.send_command("BLPOP", *bells, timeout or 0)
+        elif self._queues_were_empty:
+            # Queues read without acknowledgement only (a reply queue): woken by a message on the first, at once.
             self._sent = "BLMOVE"
             self.client.connection.send_command("BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", timeout or 0)
         else:
@@ -766,14 +699,17 @@ class Channel(RedisChannel):
             self.client.connection.send_command(
                 "EVAL",
                 TAKE_AND_RECORD,
-                len(keys) + len(fixed),
+                len(keys) + len(fixed) + len(bells),
                 *keys,
                 *fixed,
+                *bells,
                 self.owner,
                 count,
                 self.qos.held() - len(self.qos.waiting_for_eta),
                 no_ack,
                 self.suspect_at,
+                len(bells),
+                self.bell_key_prefix,
                 *self._forgetting,
             )
         return None
@@ -789,7 +725,7 @@ class Channel(RedisChannel):
                 raise
             finally:
                 self._forgetting = []
-            if sent == "BLMOVE":
+            if sent in ("BLPOP", "BLMOVE"):
                 self._queues_were_empty = False  # a message arrived, or the wait timed out: take next
                 raise Empty()
             status = bytes_to_str(reply[0])

@@ -9,8 +9,9 @@
   tasks SCENARIO [send|verify]
                           task scenarios, sent straight to Celery (diagnostics tasks, each run counted): held-tasks
                           (countdown and long tasks past the liveness), poison, malformed, worker-sigkill-busy,
-                          worker-sigkill-two-queues
-                          (send, the host kills the worker, verify)
+                          worker-sigkill-two-queues (send, the host kills the worker, verify), worker-cpu-bound (a
+                          task holds the CPU past the liveness while its worker holds countdown tasks), redis-paused
+                          (send, the host pauses Redis past the liveness, verify: no run twice, no dead letter)
   report                  prints the tables of every scenario; exits 1 on any loss, unallowed second run, 500 or hang
 
 Every successful task run of the stack's worker is pushed to the RUNS list (DIAGNOSTICS_RUNS_TO): the "rerun"
@@ -257,6 +258,18 @@ HELD_SECONDS = 30
 SECOND_QUEUE = "second"  # the chaos stack's worker consumes it too (docker-compose.chaos.yml)
 SETTLE_SECONDS = 22  # after the last run: long enough for a wrongly given back message to run a second time
 TASK_TIMEOUT = 150
+# worker-cpu-bound: a task that holds the CPU twice the liveness, while its worker holds countdown tasks due later.
+SPIN_SECONDS = 30
+SPIN_COUNTDOWN = 45
+# redis-paused: countdown tasks due after Redis is paused past the liveness (REDIS_PAUSED_SECONDS, tools/chaos/chaos).
+PAUSED_COUNTDOWN = 40
+
+
+def wait_until_held(client: Any, queues: list[str]) -> None:
+    """Until the worker has taken every task sent (the queues are empty), for 10 s at the most."""
+    deadline = time.monotonic() + 10
+    while any(client.llen(queue) for queue in queues) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
@@ -265,7 +278,7 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
 
     django.setup()
     from celery_runtime.dead_letters import dead_letter_drop, dead_letter_list
-    from diagnostics.tasks import noop_task, poison_task, sleep_task
+    from diagnostics.tasks import noop_task, poison_task, sleep_task, spin_task
 
     client, report = broker(), f"chaos-{scenario}"
     if phase == "send":
@@ -294,9 +307,18 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
             for index in range(40):
                 sleep_task.apply_async((3, report, index), queue=queues[index % len(queues)])
             save(scenario, count=40)
-            deadline = time.monotonic() + 10
-            while any(client.llen(queue) for queue in queues) and time.monotonic() < deadline:  # until all held
-                time.sleep(0.1)
+            wait_until_held(client, queues)
+        elif scenario == "worker-cpu-bound":
+            for index in range(20):
+                noop_task.apply_async((report, index), countdown=SPIN_COUNTDOWN)
+            wait_until_held(client, ["celery"])
+            spin_task.apply_async((SPIN_SECONDS, report, 20))
+            save(scenario, count=21)
+        elif scenario == "redis-paused":
+            for index in range(20):
+                noop_task.apply_async((report, index), countdown=PAUSED_COUNTDOWN)
+            save(scenario, count=20)
+            wait_until_held(client, ["celery"])
         return
     result = load(scenario)
     count, started = result["count"], float(fault_at or result["sent_at"])
@@ -325,6 +347,8 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
         elif poison_runs != 3:
             problems.append(f"the poison ran {poison_runs} times, not delivery_limit (3)")
         dead_letter_drop(task_id=poison_id)
+    if scenario not in ("poison", "malformed") and client.llen("unacked_dead_letters") != result["dead_letters_before"]:
+        problems.append("messages were set aside as dead letters")
     if scenario == "malformed":
         added = client.llen("unacked_dead_letters") - result["dead_letters_before"]
         new = client.lrange("unacked_dead_letters", 0, max(added, 0) - 1)

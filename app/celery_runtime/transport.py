@@ -47,7 +47,7 @@ ack and sends four commands, which costs the worker more CPU per ack (measured i
 Keys: the take and the sweep reach keys they do not declare in `KEYS` (the sweep, a dead owner's hash and the queues
 its messages go back to; the take, the bells of given-back suspects), which Redis itself allows and Redis Cluster,
 some proxies and Dragonfly (by default) refuse. Supported: Redis 6.2 or later, and servers that run Redis scripts as
-Redis does (Valkey); a single primary, or a primary with replicas behind Sentinel.
+Redis does (Valkey), as one primary (the settings refuse Sentinel and Cluster URLs).
 
 Private kombu detail overridden (kombu pinned in pyproject.toml, and the take tested against the real worker):
 the Redis channel's `_brpop_start`/`_brpop_read` (the take), `_put` (the bell), `_in_poll`, `_queue_cycle`,

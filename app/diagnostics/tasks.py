@@ -4,6 +4,7 @@ Redis list that receives 'sent_at done_at' when the task ends, so runs can be ti
 
 import asyncio
 import time
+from typing import Any
 
 from celery import shared_task
 from django.db import OperationalError
@@ -29,6 +30,14 @@ def sleep_task(
 ) -> None:
     time.sleep(seconds)  # stands in for I/O: an HTTP call, a file on a network share
     _report(report_to, sent_at, report_batched)
+
+
+@shared_task(bind=True)
+def delivery_sleep_task(self: Any, seconds: float, runs_to: str, index: int) -> None:
+    """Sleeps, then pushes 'index redelivered' to `runs_to`: whether its message came back after its worker's death
+    (`delivery_info['redelivered']`, as Celery's request has it)."""
+    time.sleep(seconds)
+    probe_run_record(runs_to=runs_to, key=f"{index} {bool(self.request.delivery_info.get('redelivered'))}")
 
 
 @shared_task

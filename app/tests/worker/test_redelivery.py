@@ -17,7 +17,13 @@ from django.db import connections
 
 from celery_runtime.probes import TOUCH_EVERY_SECONDS
 from diagnostics.models import ProbeRecord
-from diagnostics.tasks import database_sleep_insert_task, database_then_sleep_task, noop_task, sleep_task
+from diagnostics.tasks import (
+    database_sleep_insert_task,
+    database_then_sleep_task,
+    delivery_sleep_task,
+    noop_task,
+    sleep_task,
+)
 from tests.worker.conftest import BrokerProxy, connection_count, start_gevent_worker, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.worker
@@ -71,9 +77,10 @@ def test_a_killed_workers_tasks_come_back_within_the_liveness_and_run_once(worke
     survivor = None
     output = ""
     try:
-        # Each task reports 'index done_at' when it ends, so every run of every task is counted.
+        # Each task reports 'index redelivered' when it ends, so every run of every task is counted, and whether
+        # its message came back marked redelivered, as kombu marks what it restores.
         for index in range(TASKS):
-            sleep_task.apply_async((TASK_SECONDS, report, index), queue=queue)
+            delivery_sleep_task.apply_async((TASK_SECONDS, report, index), queue=queue)
         # 4 running and one taken, waiting for a free greenlet: none can end before the kill.
         wait_until(lambda: unacked_of(broker, queue) == TASKS, timeout=3, message="the doomed worker took not all")
         doomed.send_signal(signal.SIGKILL)
@@ -87,8 +94,10 @@ def test_a_killed_workers_tasks_come_back_within_the_liveness_and_run_once(worke
         assert took < LIVENESS + SWEEP_INTERVAL + 2 * TASK_SECONDS + 15, f"redelivered after {took:.1f}s"
         # The survivor's own tasks, held past the liveness while it lives, are not handed out a second time.
         time.sleep(LIVENESS + 2 * SWEEP_INTERVAL)
-        runs = sorted(int(float(entry.split()[0])) for entry in broker.lrange(report, 0, -1))
+        entries = [entry.decode().split() for entry in broker.lrange(report, 0, -1)]
+        runs = sorted(int(index) for index, _ in entries)
         assert runs == list(range(TASKS)), f"runs by task: {runs}"
+        assert [redelivered for _, redelivered in entries] == ["True"] * TASKS, f"not marked redelivered: {entries}"
         assert unacked_of(broker, queue) == 0, "messages left unacknowledged"
     finally:
         stop(doomed)

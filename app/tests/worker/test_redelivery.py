@@ -14,6 +14,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connections
+from kombu.utils.encoding import bytes_to_str
 
 from celery_runtime.probes import TOUCH_EVERY_SECONDS
 from diagnostics.models import ProbeRecord
@@ -94,7 +95,7 @@ def test_a_killed_workers_tasks_come_back_within_the_liveness_and_run_once(worke
         assert took < LIVENESS + SWEEP_INTERVAL + 2 * TASK_SECONDS + 15, f"redelivered after {took:.1f}s"
         # The survivor's own tasks, held past the liveness while it lives, are not handed out a second time.
         time.sleep(LIVENESS + 2 * SWEEP_INTERVAL)
-        entries = [entry.decode().split() for entry in broker.lrange(report, 0, -1)]
+        entries = [bytes_to_str(entry).split() for entry in broker.lrange(report, 0, -1)]
         runs = sorted(int(index) for index, _ in entries)
         assert runs == list(range(TASKS)), f"runs by task: {runs}"
         assert [redelivered for _, redelivered in entries] == ["True"] * TASKS, f"not marked redelivered: {entries}"

@@ -13,10 +13,11 @@ This step:
   It beats on through a shutdown's wait for the running tasks, until the channel closes; a channel closed at a
   reconnect (Redis restarted) falls silent, and what it held and could not give back as it closed comes back
   within the liveness plus one sweep;
-* every `unacked_restore_interval` seconds (default 5), on the worker's timer, gives back the messages of owners
-  silent for longer than the liveness, to the head of their queues, or to the dead letters after `delivery_limit`
-  deaths. Silence is counted only while Redis serves: a stall that silenced every worker (Redis paused, a fork or
-  an fsync stall, a failover) is no one's death (the transport's UNSTALL_FUNCTION).
+* every `unacked_restore_interval` seconds (default 5), on the worker's timer, gives back what this process could
+  not give back earlier (a requeue or a close that met a broken connection: no death counted), then the messages of
+  owners silent for longer than the liveness, to the head of their queues, or to the dead letters after
+  `delivery_limit` deaths. Silence is counted only while Redis serves: a stall that silenced every worker (Redis
+  paused, a fork or an fsync stall, a failover) is no one's death (the transport's UNSTALL_FUNCTION).
 A worker that dies (SIGKILL, the OOM killer, a lost node) has its messages back within the liveness plus one
 sweep period: 20 s on the defaults. The sweep is one script Redis runs atomically: several workers sweeping at
 once give each message back once, and a worker killed mid-sweep leaves nothing half done (kombu's sweep takes a
@@ -93,13 +94,11 @@ class Heartbeat:
         self.stopped = True
 
     def _run(self) -> None:
+        # One wake per period: each wake takes the GIL from a busy worker. A beat due after the channel closed does
+        # not happen (QoS.heartbeat checks), so a stop waits for nothing.
         try:
-            while not self.stopped:
-                started = time.monotonic()
-                if not self._beat():
-                    return
-                while not self.stopped and time.monotonic() - started < self.period:
-                    self._sleep(0.1)
+            while not self.stopped and self._beat():
+                self._sleep(self.period)
         finally:
             self._close()
 
@@ -156,6 +155,7 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
 
         def sweep() -> None:
             try:
+                qos.retry_give_backs()  # this process's own, first: no death counted for them
                 qos.restore_dead_owners()
             except channel.connection_errors as exc:
                 logger.debug("redelivery sweep skipped: %r", exc)

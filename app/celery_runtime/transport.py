@@ -345,6 +345,14 @@ FORGET_BATCH = 64
 
 logger = logging.getLogger(__name__)
 
+# Give-backs that met a broken connection (a reject's requeue, or a closing channel's): (owned key, delivery tag,
+# leftmost). The message stays recorded as the owner's in Redis; this process's live channel gives it back at its next
+# sweep (PendingGiveBacks.retry), before that owner can be found dead: back within seconds of Redis answering again,
+# with no death counted for a message whose delivery did not end in one. What is still here when the process dies
+# comes back with the sweep, as before.
+_pending_give_backs: list[tuple[str, str, bool]] = []
+_pending_lock = threading.Lock()
+
 
 def log_stall(stalled: Any) -> None:
     """What a heartbeat or sweep script found: Redis, or every worker, silent for `stalled` seconds."""
@@ -481,20 +489,62 @@ class QoS(RedisQoS):
             self._quick_ack(delivery_tag)
             raise
 
+    def _give_back(self, tag: str, *, leftmost: bool, owned_key: str | None = None) -> int:
+        """RESTORE_ONE: 1 when the message went back, 0 when `owned_key` (this channel's by default) does not own it."""
+        channel = self.channel
+        owned = owned_key or channel.owned_key
+        keys = [channel.unacked_key, channel.unacked_index_key, owned, channel.unacked_deaths_key]
+        return int(self.script(RESTORE_ONE)(keys=keys, args=[tag, "1" if leftmost else "0", channel.bell_key_prefix]))
+
     def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
         """One message back in its queue: a reject with requeue, or what the channel still holds as it closes
-        (kombu's restore_unacked)."""
+        (kombu's restore_unacked). Redis unreachable: retried by this process's live channel (`retry_give_backs`)."""
         if tag in self._dirty:  # acknowledged while the close gives back the rest: nothing to give back
             return
         if tag not in self.recorded_by_take:  # recorded by kombu's own code (basic_get)
             super().restore_by_tag(tag, client=client, leftmost=leftmost)
             return
-        channel = self.channel
-        keys = [channel.unacked_key, channel.unacked_index_key, channel.owned_key, channel.unacked_deaths_key]
-        args = [tag, "1" if leftmost else "0", channel.bell_key_prefix]
-        self.script(RESTORE_ONE)(keys=keys, args=args)  # 0: no longer this owner's
-        self.recorded_by_take.discard(tag)
-        self.waiting_for_eta.discard(tag)
+        try:
+            self._give_back(tag, leftmost=leftmost)  # 0: no longer this owner's
+        except self.channel.connection_errors:
+            with _pending_lock:
+                _pending_give_backs.append((self.channel.owned_key, tag, leftmost))
+            raise
+        finally:
+            self.recorded_by_take.discard(tag)
+            self.waiting_for_eta.discard(tag)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        """kombu's gives back what the channel holds until the first failure; here each is tried, and what Redis
+        did not take waits for this process's next channel (`retry_give_backs`)."""
+        failed = 0
+        for tag in list(self._delivered):
+            try:
+                self.restore_by_tag(tag, client=client)
+            except self.channel.connection_errors:
+                failed += 1
+        self._delivered.clear()
+        if failed:
+            logger.warning(
+                "could not give back %d message(s) as the connection closed: given back once Redis answers", failed
+            )
+
+    def retry_give_backs(self) -> int:
+        """Gives back what a failed requeue or close left recorded as its owner's (this process's channels only)."""
+        with _pending_lock:
+            pending = list(_pending_give_backs)
+            _pending_give_backs.clear()
+        given_back = 0
+        for index, (owned_key, tag, leftmost) in enumerate(pending):
+            try:
+                given_back += self._give_back(tag, leftmost=leftmost, owned_key=owned_key)
+            except self.channel.connection_errors:
+                with _pending_lock:
+                    _pending_give_backs[:0] = pending[index:]
+                raise
+        if given_back:
+            logger.warning("redelivery: %d message(s) that could not be given back earlier are back", given_back)
+        return given_back
 
     def restore_unacked_once(self, stderr: Any = None) -> Any:
         """kombu's, as the channel closes (what it holds back in its queues), then this owner leaves the owners if
@@ -788,7 +838,7 @@ class Channel(RedisChannel):
         for message in undelivered:
             try:
                 self.qos.restore_by_tag(message["properties"]["delivery_tag"], leftmost=True)
-            except Exception as exc:  # noqa: BLE001 - given back when this owner is found dead
+            except Exception as exc:  # noqa: BLE001 - given back by the next channel, or when this owner is found dead
                 logger.warning("could not put a message taken but not delivered back in the queue: %s", exc)
 
 

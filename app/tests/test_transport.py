@@ -239,3 +239,53 @@ def test_held_countdown_tasks_do_not_keep_a_suspect_waiting(url: str, broker: re
     set_suspect(broker, tags_in_queue(broker)[-1])
     assert [body["n"] for body in holder.drain(until=2)] == [0, 1]
     assert broker.hlen(Channel.suspects_key) == 0
+
+
+def break_give_backs(monkeypatch: pytest.MonkeyPatch, channel: Channel) -> None:
+    """Every give-back of this channel meets a broken connection, as with Redis restarting."""
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(channel.qos, "_give_back", broken)
+
+
+def test_a_requeue_that_meets_a_broken_connection_is_given_back_later_with_no_death(
+    url: str, broker: redis.Redis, workers: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The requeue fails: the message stays recorded as this live owner's, which beats on. Left so, it came back only
+    when the channel closed and the sweep found it silent, with a death counted though it ended in none."""
+    publish(url, {"n": 1})
+    worker = Worker(url)
+    workers.append(worker)
+    worker.drain(until=1)
+    break_give_backs(monkeypatch, worker.channel)
+    with pytest.raises(redis.ConnectionError):
+        worker.received[0].reject(requeue=True)
+    assert broker.llen(QUEUE) == 0
+    monkeypatch.undo()
+
+    assert worker.channel.qos.retry_give_backs() == 1
+    assert broker.llen(QUEUE) == 1
+    (tag,) = tags_in_queue(broker)
+    assert broker.hget(Channel.unacked_deaths_key, tag) == "0", "a death was counted"
+    assert worker.channel.qos.retry_give_backs() == 0
+
+
+def test_what_a_closing_channel_could_not_give_back_the_next_one_does_with_no_death(
+    url: str, broker: redis.Redis, workers: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(url, {"n": 1}, {"n": 2}, {"n": 3})
+    closing = Worker(url)
+    closing.drain(until=3)
+    break_give_backs(monkeypatch, closing.channel)
+    closing.close()  # kombu's give-back stopped at the first failure; every one is tried, and kept for later
+    assert broker.llen(QUEUE) == 0
+    assert broker.hlen(closing.channel.owned_key) == 3
+
+    reconnected = Worker(url)
+    workers.append(reconnected)
+    assert reconnected.channel.qos.retry_give_backs() == 3
+    assert broker.llen(QUEUE) == 3
+    assert broker.hlen(closing.channel.owned_key) == 0
+    assert sorted(broker.hvals(Channel.unacked_deaths_key)) == ["0", "0", "0"], "a death was counted"

@@ -122,12 +122,13 @@ end
 """
 
 # KEYS: the queue lists in the order to take from, then unacked, owned, owners, deaths, dead letters, unacked index,
-# suspects, then the bells of the queues it acknowledges. ARGV: 1 owner, 2 how many messages at most, 3 how many the
+# suspects, then the bells of its queues. ARGV: 1 owner, 2 how many messages at most, 3 how many the
 # channel holds unacknowledged now that are not countdown/eta tasks, 4 one character per queue key, "1" where its
 # consumer does not acknowledge, 5 the deaths from which a message is suspect, 6 how many bells, 7 the bell key
 # prefix, 8... the delivery tags acknowledged since the last batch of acks reached Redis: forgotten first, in the same
 # script, so that a message taken into the room an ack freed cannot end the worker before that ack is recorded.
-# Every queue found empty: their bells are silenced (what rang for messages others took rings no one awake).
+# Every queue found empty: their bells are silenced (what rang for messages others took rings no one awake), those of
+# queues read without acknowledgement too (nothing waits on them, and they would grow with every message).
 # Reply: {"taken", queue key, messages, suspect (0/1), redelivered (0/1 per message), set aside} or
 # {"empty"|"blocked", set aside}.
 # Each message is recorded as kombu's restore reads it, [message, exchange, routing_key], around its text as it
@@ -696,6 +697,12 @@ class Channel(RedisChannel):
             pipe.lpush(self.bell_key_prefix + queue, 1)
             pipe.execute()
 
+    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
+        """kombu's, and the queue's bell with it."""
+        super()._delete(queue, *args, **kwargs)
+        with self.conn_or_acquire(client=kwargs.get("client")) as client:
+            client.delete(self.bell_key_prefix + queue)
+
     def _brpop_start(self, timeout: float | None = None) -> None:
         if timeout is None:
             timeout = self.brpop_timeout
@@ -704,8 +711,10 @@ class Channel(RedisChannel):
             return None
         keys, no_ack = [], ""
         # Queues read without acknowledgement (gossip's worker events, on this channel where mingle and gossip are
-        # on, as in production) do not wake an idle wait: they can wait for its timeout.
-        bells = [self.bell_key_prefix + queue for queue in queues if queue not in self.no_ack_queues]
+        # on, as in production) do not wake an idle wait: they can wait for its timeout. Their bells are silenced with
+        # the others when all are found empty, or they would grow with every event.
+        bells = [self.bell_key_prefix + queue for queue in queues]
+        waking = [bell for bell, queue in zip(bells, queues, strict=True) if queue not in self.no_ack_queues]
         for priority in self.priority_steps:
             for queue in queues:
                 keys.append(self._q_for_pri(queue, priority))
@@ -720,10 +729,10 @@ class Channel(RedisChannel):
             self.client.connection.send_command(
                 "BLMOVE", self.owned_key + ".wait", self.owned_key + ".wait", "RIGHT", "RIGHT", SUSPECT_WAIT_SECONDS
             )
-        elif self._queues_were_empty and bells:
+        elif self._queues_were_empty and waking:
             # One token, one waiter woken: a message wakes one idle consumer of its queue, not all of them.
             self._sent = "BLPOP"
-            self.client.connection.send_command("BLPOP", *bells, timeout or 0)
+            self.client.connection.send_command("BLPOP", *waking, timeout or 0)
         elif self._queues_were_empty:
             # Queues read without acknowledgement only (a reply queue): woken by a message on the first, at once.
             self._sent = "BLMOVE"

@@ -4,6 +4,7 @@ set up by writing Redis's clock into the owners' entries, so nothing here waits 
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,11 +40,16 @@ def now(broker: redis.Redis) -> float:
 class Worker:
     """One consumer channel on a connection of its own, as a worker process has; what it received is kept unacked."""
 
-    def __init__(self, url: str, *, prefetch: int = 10) -> None:
+    def __init__(self, url: str, *, prefetch: int = 10, no_ack: bool = False) -> None:
         self.connection = Connection(url, transport=Transport, transport_options={"worker_liveness_timeout": LIVENESS})
         self.received: list[Message] = []
         self.consumer = Consumer(
-            self.connection, [Queue(QUEUE)], callbacks=[self._on_message], accept=["json"], prefetch_count=prefetch
+            self.connection,
+            [Queue(QUEUE)],
+            callbacks=[self._on_message],
+            accept=["json"],
+            prefetch_count=prefetch,
+            no_ack=no_ack,
         )
         self.consumer.consume()
 
@@ -289,3 +295,33 @@ def test_what_a_closing_channel_could_not_give_back_the_next_one_does_with_no_de
     assert broker.llen(QUEUE) == 3
     assert broker.hlen(closing.channel.owned_key) == 0
     assert sorted(broker.hvals(Channel.unacked_deaths_key)) == ["0", "0", "0"], "a death was counted"
+
+
+def test_one_message_wakes_one_waiting_channel(url: str, broker: redis.Redis, workers: list) -> None:
+    """Idle channels of one queue: a message wakes one of them, not all (each woken one would take nothing, and with
+    a fleet waiting every message cost Redis a command per waiter: docs/performance.md, make bench-fleet)."""
+    waiting = [Worker(url) for _ in range(3)]
+    workers += waiting
+    for worker in waiting:
+        worker.drain(until=1, rounds=1)  # an empty take: the channel waits next
+        if worker.channel._in_poll is None:
+            worker.channel._brpop_start()
+        assert worker.channel._sent != "EVAL", "the channel did not wait"
+    publish(url, {"n": 1})
+    time.sleep(0.3)  # well within the wait's 1 s timeout
+    woken = [worker for worker in waiting if worker.channel.client.connection.can_read(timeout=0)]
+    assert len(woken) == 1, f"{len(woken)} of 3 waiting channels woke for one message"
+
+
+def test_the_bell_of_a_queue_read_without_acknowledgement_does_not_grow(
+    url: str, broker: redis.Redis, workers: list
+) -> None:
+    """Gossip's event queues are read without acknowledgement, and nothing waits on their bells: found empty, a
+    queue's bell is silenced all the same, or it grew by one with every event of every worker."""
+    reader = Worker(url, no_ack=True)
+    workers.append(reader)
+    publish(url, *({"n": n} for n in range(5)))
+    assert broker.llen(Channel.bell_key_prefix + QUEUE) == 5
+    reader.drain(until=5)
+    reader.drain(until=6, rounds=3)  # a take that finds the queue empty
+    assert broker.exists(Channel.bell_key_prefix + QUEUE) == 0

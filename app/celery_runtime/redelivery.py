@@ -26,7 +26,9 @@ Redis lock that a worker killed while holding it kept for 5 minutes, stopping ev
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from typing import Any, ClassVar
 
@@ -56,7 +58,12 @@ def _native_thread_tools() -> tuple[Any, Any]:
 
 class Heartbeat:
     """Beats for one consumer channel from a native thread, over a Redis connection of its own, while the channel is
-    open and the worker's hub has ticked (`hub_ran`) within `stall_limit` seconds (None: no limit)."""
+    open and the worker's hub has ticked (`hub_ran`) within `stall_limit` seconds (None: no limit).
+
+    The thread logs nothing itself: logging's handlers hold locks that gevent patched, made for greenlets of the hub's
+    thread, and the worker writes to Celery's redirected stderr (a gevent monitor thread's reports there had a worker
+    stop consuming for good: docs/reliability.md). Its records wait for the hub's next tick (`hub_ran`), which logs
+    them; the one the hub may never see again, that it stopped beating, also goes straight to the process's stderr."""
 
     def __init__(self, qos: Any, *, period: float, stall_limit: float | None) -> None:
         self.qos = qos
@@ -67,6 +74,7 @@ class Heartbeat:
         self.beats = 0
         self._client: Any = None
         self._stuck_logged = False
+        self._records: list[tuple[Any, ...]] = []  # (level, message, *args), appended by the thread only
         self._start_new_thread, self._sleep = _native_thread_tools()
 
     def start(self) -> None:
@@ -88,7 +96,14 @@ class Heartbeat:
         return channel.Client(connection_pool=own_pool)
 
     def hub_ran(self) -> None:
+        """The hub's tick: it runs; and what the thread had to say is logged from here."""
         self.hub_seen = time.monotonic()
+        while self._records:
+            level, message, *args = self._records.pop(0)
+            logger.log(level, message, *args)
+
+    def _log(self, level: int, message: str, *args: Any) -> None:
+        self._records.append((level, message, *args))
 
     def stop(self) -> None:
         self.stopped = True
@@ -108,19 +123,21 @@ class Heartbeat:
         if self.stall_limit is not None and stuck > self.stall_limit:
             if not self._stuck_logged:
                 self._stuck_logged = True
-                logger.error(
-                    "the worker's event loop has not run for %.0fs, past the task time limit: this worker stops "
-                    "beating, and the messages it holds go to other workers (a task stuck without yielding?)",
-                    stuck,
+                message = (
+                    f"the worker's event loop has not run for {stuck:.0f}s, past the task time limit: this worker "
+                    "stops beating, and the messages it holds go to other workers (a task stuck without yielding?)"
                 )
+                self._log(logging.ERROR, message)
+                with contextlib.suppress(OSError):
+                    os.write(2, f"ERROR celery_runtime.redelivery: {message}\n".encode())
             return True
         self._stuck_logged = False
         try:
-            if not self.qos.heartbeat(self._client):
+            if not self.qos.heartbeat(self._client, self._log):
                 return False
             self.beats += 1
         except Exception as exc:  # noqa: BLE001 - a thread of its own: Redis away, try again next period
-            logger.debug("heartbeat skipped: %r", exc)
+            self._log(logging.DEBUG, "heartbeat skipped: %r", exc)
             self._client.connection_pool.disconnect()
         return True
 
@@ -128,7 +145,7 @@ class Heartbeat:
         try:
             self._client.connection_pool.disconnect()
         except Exception as exc:  # noqa: BLE001 - the thread ends all the same
-            logger.debug("heartbeat connection not closed cleanly: %r", exc)
+            self._log(logging.DEBUG, "heartbeat connection not closed cleanly: %r", exc)
 
 
 class UnackedRedeliverySweep(bootsteps.StartStopStep):

@@ -64,6 +64,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from queue import Empty
 from time import monotonic
 from typing import Any
@@ -355,10 +356,11 @@ _pending_give_backs: list[tuple[str, str, bool]] = []
 _pending_lock = threading.Lock()
 
 
-def log_stall(stalled: Any) -> None:
+def log_stall(stalled: Any, log: Callable[..., None] = logger.log) -> None:
     """What a heartbeat or sweep script found: Redis, or every worker, silent for `stalled` seconds."""
     if float(stalled):
-        logger.warning(
+        log(
+            logging.WARNING,
             "no worker reached Redis for %.1fs (Redis paused or stalled, or no worker running): that silence counts "
             "toward no worker's liveness",
             float(stalled),
@@ -558,20 +560,21 @@ class QoS(RedisQoS):
             logger.debug("could not leave the owners at close: %r", exc)
         return restored
 
-    def heartbeat(self, client: Any) -> bool:
+    def heartbeat(self, client: Any, log: Callable[..., None] = logger.log) -> bool:
         """Tells Redis this owner is alive, over `client` (the heartbeat thread's own connection: celery_runtime.
-        redelivery); logs at ERROR if it had been taken for dead meanwhile. Not once its channel closes (the consumer
-        reconnected on another): what it held is then the sweep's to give back, and this returns False, for the
-        beats to stop."""
+        redelivery); logs at ERROR, through `log` (logging's from the worker's own thread), if it had been taken for
+        dead meanwhile. Not once its channel closes (the consumer reconnected on another): what it held is then the
+        sweep's to give back, and this returns False, for the beats to stop."""
         channel = self.channel
         if channel.closing:
             return False
         known, stalled = client.register_script(HEARTBEAT)(
             keys=[channel.unacked_owners_key, channel.clock_key], args=[channel.owner, channel.stall_grace]
         )
-        log_stall(stalled)
+        log_stall(stalled, log)
         if not known and channel.owner_announced and self.held():
-            logger.error(
+            log(
+                logging.ERROR,
                 "this worker was silent for over %ss and taken for dead: the %d message(s) it holds were handed to "
                 "other workers and may run twice (was its process stopped, or cut off from Redis?)",
                 channel.worker_liveness_timeout,

@@ -14,7 +14,8 @@ This step:
   reconnect (Redis restarted) falls silent, and what it held and could not give back as it closed comes back
   within the liveness plus one sweep;
 * every `unacked_restore_interval` seconds (default 5), on the worker's timer, gives back what this process could
-  not give back earlier (a requeue or a close that met a broken connection: no death counted), then the messages of
+  not give back earlier (a requeue, or a message taken and not delivered, that met a broken connection: no death
+  counted), then the messages of
   owners silent for longer than the liveness, to the head of their queues, or to the dead letters after
   `delivery_limit` deaths. Silence is counted only while Redis serves: a stall that silenced every worker (Redis
   paused, a fork or an fsync stall, a failover) is no one's death (the transport's UNSTALL_FUNCTION).

@@ -347,8 +347,8 @@ FORGET_BATCH = 64
 
 logger = logging.getLogger(__name__)
 
-# Give-backs that met a broken connection (a reject's requeue, or a closing channel's): (owned key, delivery tag,
-# leftmost). The message stays recorded as the owner's in Redis; this process's live channel gives it back at its next
+# Give-backs that met a broken connection (a reject's requeue, or a message a closing channel had taken and not
+# delivered): (owned key, delivery tag, leftmost). The message stays recorded as the owner's in Redis; this process's live channel gives it back at its next
 # sweep (PendingGiveBacks.retry), before that owner can be found dead: back within seconds of Redis answering again,
 # with no death counted for a message whose delivery did not end in one. What is still here when the process dies
 # comes back with the sweep, as before.
@@ -484,7 +484,7 @@ class QoS(RedisQoS):
         self.suspects.discard(delivery_tag)
         try:
             if requeue:
-                self.restore_by_tag(delivery_tag, leftmost=True)
+                self.restore_by_tag(delivery_tag, leftmost=True, retry=True)
                 virtual_QoS.ack(self, delivery_tag)
             else:
                 self.ack(delivery_tag)
@@ -499,9 +499,13 @@ class QoS(RedisQoS):
         keys = [channel.unacked_key, channel.unacked_index_key, owned, channel.unacked_deaths_key]
         return int(self.script(RESTORE_ONE)(keys=keys, args=[tag, "1" if leftmost else "0", channel.bell_key_prefix]))
 
-    def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+    def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False, *, retry: bool = False) -> None:
         """One message back in its queue: a reject with requeue, or what the channel still holds as it closes
-        (kombu's restore_unacked). Redis unreachable: retried by this process's live channel (`retry_give_backs`)."""
+        (kombu's restore_unacked). `retry`: if Redis cannot be reached, this process's live channel gives it back
+        later (`retry_give_backs`): a requeue's, and a message taken but never delivered. Not what a closing channel
+        had delivered: its task may still be running, and its ack reach Redis through this channel's pool once Redis
+        is back; what is left then comes back with the sweep (kombu's close also stops at the first failure, where
+        trying each would wait out a connect timeout per message)."""
         if tag in self._dirty:  # acknowledged while the close gives back the rest: nothing to give back
             return
         if tag not in self.recorded_by_take:  # recorded by kombu's own code (basic_get)
@@ -510,27 +514,16 @@ class QoS(RedisQoS):
         try:
             self._give_back(tag, leftmost=leftmost)  # 0: no longer this owner's
         except self.channel.connection_errors:
-            with _pending_lock:
-                _pending_give_backs.append((self.channel.owned_key, tag, leftmost))
+            if retry:
+                self.give_back_later([tag], leftmost=leftmost)
             raise
         finally:
             self.recorded_by_take.discard(tag)
             self.waiting_for_eta.discard(tag)
 
-    def restore_unacked(self, client: Any = None) -> None:
-        """kombu's gives back what the channel holds until the first failure; here each is tried, and what Redis
-        did not take waits for this process's next channel (`retry_give_backs`)."""
-        failed = 0
-        for tag in list(self._delivered):
-            try:
-                self.restore_by_tag(tag, client=client)
-            except self.channel.connection_errors:
-                failed += 1
-        self._delivered.clear()
-        if failed:
-            logger.warning(
-                "could not give back %d message(s) as the connection closed: given back once Redis answers", failed
-            )
+    def give_back_later(self, tags: list[str], *, leftmost: bool) -> None:
+        with _pending_lock:
+            _pending_give_backs.extend((self.channel.owned_key, tag, leftmost) for tag in tags)
 
     def retry_give_backs(self) -> int:
         """Gives back what a failed requeue or close left recorded as its owner's (this process's channels only)."""
@@ -847,11 +840,20 @@ class Channel(RedisChannel):
 
     def _requeue_undelivered(self) -> None:
         undelivered, self._undelivered = getattr(self, "_undelivered", []), []
-        for message in undelivered:
+        tags = [message["properties"]["delivery_tag"] for message in undelivered]
+        for index, tag in enumerate(tags):
             try:
-                self.qos.restore_by_tag(message["properties"]["delivery_tag"], leftmost=True)
-            except Exception as exc:  # noqa: BLE001 - given back by the next channel, or when this owner is found dead
-                logger.warning("could not put a message taken but not delivered back in the queue: %s", exc)
+                self.qos.restore_by_tag(tag, leftmost=True, retry=True)
+            except Exception as exc:  # noqa: BLE001 - given back by this process's next channel
+                # Redis away: the rest too, without waiting out a connect timeout each.
+                self.qos.give_back_later(tags[index + 1 :], leftmost=True)
+                logger.warning(
+                    "could not put %d message(s) taken but not delivered back in the queue (%s): given back once "
+                    "Redis answers",
+                    len(tags) - index,
+                    exc,
+                )
+                return
 
 
 class Transport(RedisTransport):

@@ -278,25 +278,6 @@ def test_a_requeue_that_meets_a_broken_connection_is_given_back_later_with_no_de
     assert worker.channel.qos.retry_give_backs() == 0
 
 
-def test_what_a_closing_channel_could_not_give_back_the_next_one_does_with_no_death(
-    url: str, broker: redis.Redis, workers: list, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    publish(url, {"n": 1}, {"n": 2}, {"n": 3})
-    closing = Worker(url)
-    closing.drain(until=3)
-    break_give_backs(monkeypatch, closing.channel)
-    closing.close()  # kombu's give-back stopped at the first failure; every one is tried, and kept for later
-    assert broker.llen(QUEUE) == 0
-    assert broker.hlen(closing.channel.owned_key) == 3
-
-    reconnected = Worker(url)
-    workers.append(reconnected)
-    assert reconnected.channel.qos.retry_give_backs() == 3
-    assert broker.llen(QUEUE) == 3
-    assert broker.hlen(closing.channel.owned_key) == 0
-    assert sorted(broker.hvals(Channel.unacked_deaths_key)) == ["0", "0", "0"], "a death was counted"
-
-
 def test_one_message_wakes_one_waiting_channel(url: str, broker: redis.Redis, workers: list) -> None:
     """Idle channels of one queue: a message wakes one of them, not all (each woken one would take nothing, and with
     a fleet waiting every message cost Redis a command per waiter: docs/performance.md, make bench-fleet)."""

@@ -348,10 +348,10 @@ FORGET_BATCH = 64
 logger = logging.getLogger(__name__)
 
 # Give-backs that met a broken connection (a reject's requeue, or a message a closing channel had taken and not
-# delivered): (owned key, delivery tag, leftmost). The message stays recorded as the owner's in Redis; this process's live channel gives it back at its next
-# sweep (PendingGiveBacks.retry), before that owner can be found dead: back within seconds of Redis answering again,
-# with no death counted for a message whose delivery did not end in one. What is still here when the process dies
-# comes back with the sweep, as before.
+# delivered): (owned key, delivery tag, leftmost). The message stays recorded as the owner's in Redis; this process's
+# live channel gives it back at its next sweep (QoS.retry_give_backs), before that owner can be found dead: back
+# within seconds of Redis answering again, with no death counted for a message whose delivery did not end in one.
+# What is still here when the process dies comes back with the sweep.
 _pending_give_backs: list[tuple[str, str, bool]] = []
 _pending_lock = threading.Lock()
 

@@ -76,12 +76,19 @@ from kombu.utils.json import dumps, loads
 
 # Lua shared by the scripts below (each script is sent whole: Redis scripts cannot call one another).
 # An acknowledged message's records go: what kombu's ack does, for many tags at once.
+# Only what the acknowledging owner still owns: a message the sweep gave back (its owner silent too long, its task
+# running on) may be another worker's now, under the same delivery tag, and that worker's record must stay.
 FORGET_FUNCTION = """
 local function forget(index, unacked, owned, deaths, tags)
-  redis.call('ZREM', index, unpack(tags))
-  redis.call('HDEL', owned, unpack(tags))
-  redis.call('HDEL', deaths, unpack(tags))
-  return redis.call('HDEL', unacked, unpack(tags))
+  local forgotten = 0
+  for _, tag in ipairs(tags) do
+    if redis.call('HDEL', owned, tag) == 1 then
+      redis.call('ZREM', index, tag)
+      redis.call('HDEL', deaths, tag)
+      forgotten = forgotten + redis.call('HDEL', unacked, tag)
+    end
+  end
+  return forgotten
 end
 """
 # A recorded message's text and queue key: the record is "[text,exchange,routing_key]", the owned entry "<length of
@@ -95,11 +102,19 @@ end
 """
 # A message put back in a list rings its queue's bell, so that an idle consumer takes it at once (the queue's name is
 # the list's key up to the priority separator, "\x06\x16").
-RING_FUNCTION = """
+# A bell holds BELL_TOKENS tokens at the most, for BELL_MILLISECONDS after its last ring: every waiter looks at its
+# queues within its wait's timeout (1 s) anyway, so an older token wakes no one usefully, and a bell whose queue is
+# gone (a dead worker's event queue) or drained by a consumer that does not silence it does not stay or grow.
+BELL_TOKENS = 64
+BELL_MILLISECONDS = 10_000
+RING_FUNCTION = f"""
+local BELL_TOKENS, BELL_MILLISECONDS = {BELL_TOKENS}, {BELL_MILLISECONDS}
 local function ring(prefix, key)
-  local at = string.find(key, '\6\22', 1, true)
+  local at = string.find(key, '\\6\\22', 1, true)
   if at then key = string.sub(key, 1, at - 1) end
   redis.call('LPUSH', prefix .. key, 1)
+  redis.call('LTRIM', prefix .. key, 0, BELL_TOKENS - 1)
+  redis.call('PEXPIRE', prefix .. key, BELL_MILLISECONDS)
 end
 """
 # A stall that silenced everyone is no one's death. The clock key holds Redis's time at the last heartbeat or sweep;
@@ -475,6 +490,9 @@ class QoS(RedisQoS):
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
+        if delivery_tag not in self.recorded_by_take:  # recorded by kombu's own code (basic_get): kombu's ack
+            super().ack(delivery_tag)
+            return
         virtual_QoS.ack(self, delivery_tag)  # here first: the prefetch room frees whatever Redis does
         self.recorded_by_take.discard(delivery_tag)
         self.waiting_for_eta.discard(delivery_tag)
@@ -513,7 +531,7 @@ class QoS(RedisQoS):
             return
         try:
             self._give_back(tag, leftmost=leftmost)  # 0: no longer this owner's
-        except self.channel.connection_errors:
+        except Exception:  # a broken connection, or Redis refusing (OOM, READONLY after a failover, BUSY)
             if retry:
                 self.give_back_later([tag], leftmost=leftmost)
             raise
@@ -534,7 +552,7 @@ class QoS(RedisQoS):
         for index, (owned_key, tag, leftmost) in enumerate(pending):
             try:
                 given_back += self._give_back(tag, leftmost=leftmost, owned_key=owned_key)
-            except self.channel.connection_errors:
+            except Exception:
                 with _pending_lock:
                     _pending_give_backs[:0] = pending[index:]
                 raise
@@ -682,7 +700,10 @@ class Channel(RedisChannel):
         publish_batch = kwargs.get("_publish_batch")
         if publish_batch is not None:
             super()._put(queue, message, **kwargs)
-            publish_batch.add("lpush", self.bell_key_prefix + queue, 1)
+            bell = self.bell_key_prefix + queue
+            publish_batch.add("lpush", bell, 1)
+            publish_batch.add("ltrim", bell, 0, BELL_TOKENS - 1)
+            publish_batch.add("pexpire", bell, BELL_MILLISECONDS)
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
@@ -690,7 +711,10 @@ class Channel(RedisChannel):
             if self._expires and queue in self._expires:
                 for priority in self.priority_steps:
                     pipe.pexpire(self._q_for_pri(queue, priority), self._expires[queue])
-            pipe.lpush(self.bell_key_prefix + queue, 1)
+            bell = self.bell_key_prefix + queue
+            pipe.lpush(bell, 1)
+            pipe.ltrim(bell, 0, BELL_TOKENS - 1)
+            pipe.pexpire(bell, BELL_MILLISECONDS)
             pipe.execute()
 
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:

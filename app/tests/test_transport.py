@@ -306,3 +306,29 @@ def test_the_bell_of_a_queue_read_without_acknowledgement_does_not_grow(
     reader.drain(until=5)
     reader.drain(until=6, rounds=3)  # a take that finds the queue empty
     assert broker.exists(Channel.bell_key_prefix + QUEUE) == 0
+
+
+def test_a_late_ack_from_an_owner_taken_for_dead_leaves_the_next_owners_record(
+    url: str, broker: redis.Redis, workers: list
+) -> None:
+    """The sweep gave a silent owner's message to another worker, and the first one's task ends after all: its ack
+    must not remove the record the next owner holds the message by, or that owner's death would lose it."""
+    publish(url, {"n": 1})
+    first, second = Worker(url), Worker(url)
+    workers += [first, second]
+    first.drain(until=1)
+    silence(broker, first.channel.owner, seconds=LIVENESS + 1)
+    assert second.channel.qos.restore_dead_owners() == 1
+    second.drain(until=1)
+    (tag,) = broker.hkeys(second.channel.owned_key)
+    first.received[0].ack()
+    first.channel.qos.forget_acknowledged()
+    assert broker.hexists(Channel.unacked_key, tag), "the next owner's record went with the late ack"
+    assert broker.hexists(second.channel.owned_key, tag)
+
+
+def test_a_bell_is_bounded_and_expires(url: str, broker: redis.Redis) -> None:
+    publish(url, *({"n": n} for n in range(100)))
+    bell = Channel.bell_key_prefix + QUEUE
+    assert broker.llen(bell) == 64
+    assert 0 < int(broker.pttl(bell)) <= 10_000

@@ -71,8 +71,6 @@ class Heartbeat:
         self.period = period
         self.stall_limit = stall_limit
         self.hub_seen = time.monotonic()
-        self.stopped = False
-        self.beats = 0
         self._client: Any = None
         self._stuck_logged = False
         self._records: list[tuple[Any, ...]] = []  # (level, message, *args), appended by the thread only
@@ -106,14 +104,11 @@ class Heartbeat:
     def _log(self, level: int, message: str, *args: Any) -> None:
         self._records.append((level, message, *args))
 
-    def stop(self) -> None:
-        self.stopped = True
-
     def _run(self) -> None:
         # One wake per period: each wake takes the GIL from a busy worker. A beat due after the channel closed does
         # not happen (QoS.heartbeat checks), so a stop waits for nothing.
         try:
-            while not self.stopped and self._beat():
+            while self._beat():
                 self._sleep(self.period)
         finally:
             self._close()
@@ -136,7 +131,6 @@ class Heartbeat:
         try:
             if not self.qos.heartbeat(self._client, self._log):
                 return False
-            self.beats += 1
         except Exception as exc:  # noqa: BLE001 - a thread of its own: Redis away, try again next period
             self._log(logging.DEBUG, "heartbeat skipped: %r", exc)
             self._client.connection_pool.disconnect()
@@ -155,8 +149,6 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
     # This process's consumer QoS while the step runs: send_early_acks sends its batched acks.
     consumer_qos: ClassVar[Any] = None
-    # This process's current heartbeat (tests and the worker's own checks read it).
-    heartbeat: ClassVar[Heartbeat | None] = None
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -184,7 +176,6 @@ class UnackedRedeliverySweep(bootsteps.StartStopStep):
         stall_limit = float(time_limit) + liveness if time_limit else None
         heartbeat = Heartbeat(qos, period=liveness / 5, stall_limit=stall_limit)
         heartbeat.start()
-        UnackedRedeliverySweep.heartbeat = heartbeat
         # The previous channel's heartbeat (a reconnect) ends by itself as that channel closes; its hub ticks stop.
         if self._hub_ticks is not None:
             self._hub_ticks.cancel()

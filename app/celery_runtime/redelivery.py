@@ -86,12 +86,40 @@ class Heartbeat:
         """A client on one connection of its own, with the channel's connection settings (RESP2: a plain script
         reply whatever the channel speaks; no maintenance notifications, which want RESP3)."""
         import redis
+        from redis.sentinel import Sentinel, SentinelConnectionPool
 
         channel = self.qos.channel
         pool = channel.pool
-        options = {key: value for key, value in pool.connection_kwargs.items() if not key.startswith("maint")}
+        options = {
+            key: value
+            for key, value in pool.connection_kwargs.items()
+            if not key.startswith("maint") and key != "connection_pool"
+        }
         options["protocol"] = 2
-        own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **options)
+        own_pool: redis.ConnectionPool
+        if isinstance(pool, SentinelConnectionPool):
+            # The primary that Sentinel names, asked of Sentinels through connections of its own too: the channel's
+            # Sentinel clients belong to the worker's hub.
+            manager = pool.sentinel_manager
+            sentinels = [
+                (s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+                for s in manager.sentinels
+            ]
+            own_manager = Sentinel(  # type: ignore[no-untyped-call]
+                sentinels,
+                min_other_sentinels=manager.min_other_sentinels,
+                sentinel_kwargs=manager.sentinel_kwargs,
+                **manager.connection_kwargs,
+            )
+            own_pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+                pool.service_name,
+                own_manager,
+                connection_class=pool.connection_class,
+                max_connections=1,
+                **options,
+            )
+        else:
+            own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **options)
         return channel.Client(connection_pool=own_pool)
 
     def hub_ran(self) -> None:

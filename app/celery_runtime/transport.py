@@ -47,7 +47,8 @@ ack and sends four commands, which costs the worker more CPU per ack (measured i
 Keys: the take and the sweep reach keys they do not declare in `KEYS` (the sweep, a dead owner's hash and the queues
 its messages go back to; the take, the bells of given-back suspects), which Redis itself allows and Redis Cluster,
 some proxies and Dragonfly (by default) refuse. Supported: Redis 6.2 or later, and servers that run Redis scripts as
-Redis does (Valkey), as one primary (the settings refuse Sentinel and Cluster URLs).
+Redis does (Valkey), as one primary, on its own or named by Redis Sentinel (SentinelTransport; the settings refuse
+Cluster URLs).
 
 Private kombu detail overridden (kombu pinned in pyproject.toml, and the take tested against the real worker):
 the Redis channel's `_brpop_start`/`_brpop_read` (the take), `_put` (the bell), `_in_poll`, `_queue_cycle`,
@@ -69,6 +70,7 @@ from queue import Empty
 from time import monotonic
 from typing import Any
 
+import kombu.exceptions
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -362,6 +364,12 @@ FORGET_BATCH = 64
 
 logger = logging.getLogger(__name__)
 
+
+class NotReplicated(kombu.exceptions.OperationalError):
+    """A publish that its replicas did not acknowledge in time (`wait_for_replicas`). Not a connection error, so that
+    kombu does not publish it again; an OperationalError, so that the web answers 503 (config.outages)."""
+
+
 # Give-backs that met a broken connection (a reject's requeue, or a message a closing channel had taken and not
 # delivered): (owned key, delivery tag, leftmost). The message stays recorded as the owner's in Redis; this process's
 # live channel gives it back at its next sweep (QoS.retry_give_backs), before that owner can be found dead: back
@@ -386,6 +394,7 @@ def log_stall(stalled: Any, log: Callable[..., None] = logger.log) -> None:
 RedisChannel: Any = kombu_redis.Channel
 RedisQoS: Any = kombu_redis.QoS
 RedisTransport: Any = kombu_redis.Transport
+RedisSentinelChannel: Any = kombu_redis.SentinelChannel
 virtual_QoS: Any = virtual.QoS
 
 
@@ -465,10 +474,28 @@ class QoS(RedisQoS):
         if not tags:
             return
         channel = self.channel
-        self.script(FORGET)(
-            keys=[channel.unacked_index_key, channel.unacked_key, channel.owned_key, channel.unacked_deaths_key],
-            args=tags,
-        )
+        keys = [channel.unacked_index_key, channel.unacked_key, channel.owned_key, channel.unacked_deaths_key]
+        waits = channel._replica_wait()
+        if not waits:
+            self.script(FORGET)(keys=keys, args=tags)
+            return
+        # Acks that no replica acknowledged are sent again: a primary a failover replaced drops them.
+        script = self.script(FORGET)
+        try:
+            with script.registered_client.pipeline(transaction=False) as pipe:
+                script(keys=keys, args=tags, client=pipe)
+                pipe.execute_command("WAIT", *waits)
+                replicas = int(pipe.execute()[-1])
+        except BaseException:
+            self.give_back_acknowledged(tags)
+            raise
+        if replicas < int(channel.wait_for_replicas):
+            self.give_back_acknowledged(tags)
+            logger.warning(
+                "%d ack(s) that no replica acknowledged within %ss (wait_for_replicas): sent again with the next",
+                len(tags),
+                channel.replica_wait_timeout,
+            )
 
     def _forget_acknowledged_logged(self) -> None:
         waiting = len(self._to_forget)
@@ -634,7 +661,13 @@ class QoS(RedisQoS):
 
 class Channel(RedisChannel):
     QoS = QoS
-    from_transport_options = (*RedisChannel.from_transport_options, "worker_liveness_timeout", "delivery_limit")
+    from_transport_options = (
+        *RedisChannel.from_transport_options,
+        "worker_liveness_timeout",
+        "delivery_limit",
+        "wait_for_replicas",
+        "replica_wait_timeout",
+    )
     # An owner silent this long (no heartbeat, no take) is taken for dead and its messages given back. Several
     # heartbeat periods (celery_runtime.redelivery beats every fifth of it), so a late beat is not a death.
     worker_liveness_timeout = 15
@@ -647,6 +680,12 @@ class Channel(RedisChannel):
     suspects_key = "unacked_suspects"  # hash: delivery tag -> JSON of its queue key, text and claimant channel
     clock_key = "unacked_clock"  # Redis's time at the last heartbeat or sweep: a stall is no one's death
     bell_key_prefix = "queue_bell."  # list per queue: a token per message put in any of its lists (QueueBell)
+    # A publish returns once this many replicas have the message (0: at once). Redis replicates asynchronously: a
+    # primary lost before a replica had a message takes it along, unless its publish waited. SentinelChannel waits
+    # for one.
+    wait_for_replicas = 0
+    replica_wait_timeout = 0.5  # seconds a publish, take or ack waits for its replicas at the most
+    _take_waits = False  # the take in flight is followed by a WAIT for the replicas
 
     # The last take found every queue empty: the next command waits for a message instead of taking one.
     _queues_were_empty = False
@@ -696,14 +735,18 @@ class Channel(RedisChannel):
         super().close()
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
-        """kombu's, and a token on the queue's bell after the message, in the same round trip (QueueBell)."""
+        """kombu's, and a token on the queue's bell after the message, in the same round trip (QueueBell); with
+        `wait_for_replicas`, returns once that many replicas have the message (Redis's WAIT), in that round trip too."""
         publish_batch = kwargs.get("_publish_batch")
-        if publish_batch is not None:
+        waits = self._replica_wait()
+        if publish_batch is not None:  # a batch's flush waits for the replicas too, but is not refused
             super()._put(queue, message, **kwargs)
             bell = self.bell_key_prefix + queue
             publish_batch.add("lpush", bell, 1)
             publish_batch.add("ltrim", bell, 0, BELL_TOKENS - 1)
             publish_batch.add("pexpire", bell, BELL_MILLISECONDS)
+            if waits:
+                publish_batch.add("execute_command", "WAIT", *waits)
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
@@ -715,7 +758,27 @@ class Channel(RedisChannel):
             pipe.lpush(bell, 1)
             pipe.ltrim(bell, 0, BELL_TOKENS - 1)
             pipe.pexpire(bell, BELL_MILLISECONDS)
-            pipe.execute()
+            if waits:
+                pipe.execute_command("WAIT", *waits)
+            replies = pipe.execute()
+        if waits:
+            self._replicas_answered(int(replies[-1]))
+
+    def _replica_wait(self) -> tuple[int, int] | None:
+        """WAIT's arguments (replicas, milliseconds) after a write that must reach the replicas, or None."""
+        replicas = int(self.wait_for_replicas)
+        if replicas <= 0:
+            return None
+        return replicas, max(1, int(float(self.replica_wait_timeout) * 1000))
+
+    def _replicas_answered(self, replicas: int) -> None:
+        """A publish that did not reach its replicas in time is refused: a failover could lose it (the web answers
+        503; Celery does not publish it again, which could run it twice: the message may reach them later)."""
+        if replicas < int(self.wait_for_replicas):
+            raise NotReplicated(
+                f"published, but {replicas} of {self.wait_for_replicas} replica(s) acknowledged it within "
+                f"{self.replica_wait_timeout}s (wait_for_replicas): a failover could lose it"
+            )
 
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
         """kombu's, and the queue's bell with it."""
@@ -791,19 +854,31 @@ class Channel(RedisChannel):
                 self.bell_key_prefix,
                 *self._forgetting,
             )
+            waits = self._replica_wait()
+            self._take_waits = waits is not None
+            if waits:
+                self.client.connection.send_command("WAIT", *waits)
         return None
 
     def _brpop_read(self, **options: Any) -> bool:
         sent, self._sent = self._sent, None
+        take_waits, self._take_waits = self._take_waits and sent == "EVAL", False
+        replicated = True
         try:
             try:
-                reply = self.client.parse_response(self.client.connection, sent, **options)
+                try:
+                    reply = self.client.parse_response(self.client.connection, sent, **options)
+                finally:
+                    if take_waits:  # read whatever the take's reply was, or the next command reads it
+                        replicas = int(self.client.parse_response(self.client.connection, "WAIT"))
+                        replicated = replicas >= int(self.wait_for_replicas)
             except self.connection_errors:
                 self.client.connection.disconnect()  # the next poll reconnects
                 self.qos.give_back_acknowledged(self._forgetting)  # not known to have reached Redis
                 raise
-            finally:
-                self._forgetting = []
+            if not replicated:
+                self.qos.give_back_acknowledged(self._forgetting)  # sent again with the next take
+            self._forgetting = []
             if sent in ("BLPOP", "BLMOVE"):
                 self._queues_were_empty = False  # a message arrived, or the wait timed out: take next
                 raise Empty()
@@ -826,8 +901,11 @@ class Channel(RedisChannel):
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
         finally:
+            self._forgetting = []
             self._in_poll = None
             self._flush_brpop_reauth()
+        if not replicated and queue not in self.no_ack_queues:  # not recorded: delivered, as kombu would
+            self._take_not_replicated(queue, items)
         messages = []
         for index, item in enumerate(items):
             try:
@@ -862,6 +940,29 @@ class Channel(RedisChannel):
             self.connection._deliver(self._undelivered.pop(0), queue)
         return True
 
+    def _take_not_replicated(self, queue: str, items: list[Any]) -> None:
+        """A take that no replica acknowledged in time is not delivered: on a primary that a failover has already
+        replaced (until the Sentinels demote it, it takes writes that are then dropped) its messages are still in
+        their queue on the new one, and would run twice. Given back here (the give-back too is dropped there),
+        with no death counted; the next take waits for the replicas again."""
+        tags = []
+        for item in items:
+            try:
+                tags.append(loads(bytes_to_str(item))["properties"]["delivery_tag"])
+            except (ValueError, KeyError, TypeError):
+                continue  # set aside by the take's caller below, as a dead letter
+        logger.warning(
+            "took %d message(s) from %s that no replica acknowledged within %ss (wait_for_replicas): given back, "
+            "not run; this Redis may no longer be the primary",
+            len(tags),
+            queue,
+            self.replica_wait_timeout,
+        )
+        self.qos.recorded_by_take.update(tags)
+        self._undelivered = [{"properties": {"delivery_tag": tag}} for tag in tags]
+        self._requeue_undelivered()
+        raise Empty()
+
     def _requeue_undelivered(self) -> None:
         undelivered, self._undelivered = getattr(self, "_undelivered", []), []
         tags = [message["properties"]["delivery_tag"] for message in undelivered]
@@ -882,3 +983,29 @@ class Channel(RedisChannel):
 
 class Transport(RedisTransport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, RedisSentinelChannel):
+    """This module's channel on the primary that Redis Sentinel names (kombu's SentinelChannel finds it, and finds
+    the new one after a failover): `sentinel://` URLs separated by ';', `master_name` in the transport options.
+
+    Redis replicates asynchronously, and a primary that a failover replaced takes writes until the Sentinels demote
+    it (they look every 10 s), then drops them. So here what matters waits for a replica (`wait_for_replicas`, 1):
+    a publish returns once a replica has the message, and is refused otherwise (NotReplicated: the web's 503); a
+    take is delivered once a replica has it, and given back otherwise, not run (on the old primary its messages are
+    still queued on the new one: they would run twice); an ack that no replica acknowledged is sent again.
+    Heartbeats and sweeps do not wait: every connection to the old primary breaks, its owners are found dead on
+    the new one and what they held comes back. Proven by `make chaos` (sentinel-failover, sentinel-switchover).
+    """
+
+    from_transport_options = tuple(
+        dict.fromkeys((*Channel.from_transport_options, *RedisSentinelChannel.from_transport_options))
+    )
+    wait_for_replicas = 1
+
+
+class SentinelTransport(Transport):
+    """For `sentinel://` broker URLs (kombu's SentinelTransport, with this module's channel)."""
+
+    Channel = SentinelChannel
+    default_port = kombu_redis.SentinelTransport.default_port

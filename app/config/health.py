@@ -6,18 +6,18 @@ hanging gives a 503 that names it within seconds."""
 from functools import cache
 
 import redis
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from celery_runtime.redis_client import broker_client
 from config.middleware import RETRY_AFTER_SECONDS
 
 
 @cache
 def _broker() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
+    return broker_client(socket_connect_timeout=2, socket_timeout=2)
 
 
 def _check_database() -> None:

@@ -5,6 +5,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from celery_runtime.redis_client import broker_client
 from diagnostics.models import ProbeRecord
 from diagnostics.reports import BatchedReports
 
@@ -22,7 +23,7 @@ def probe_database_sleep(*, seconds: float) -> None:
 
 @cache
 def _report_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    return broker_client(settings.DIAGNOSTICS_REPORTS_URL or None)
 
 
 @cache

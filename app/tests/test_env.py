@@ -147,10 +147,29 @@ def test_a_rediss_broker_url_keeps_tls(monkeypatch: pytest.MonkeyPatch, query: s
         importlib.reload(base)
 
 
+def test_a_sentinel_broker_url_selects_the_sentinel_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from config.settings import base
+
+    monkeypatch.setenv("CELERY_BROKER_URL", "sentinel://s1:26379/0;sentinel://s2:26379/0")
+    monkeypatch.setenv("CELERY_BROKER_TRANSPORT_OPTIONS", '{"master_name": "broker"}')
+    try:
+        reloaded = importlib.reload(base)
+        assert reloaded.CELERY_BROKER_TRANSPORT == "celery_runtime.transport:SentinelTransport"
+        assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] == "broker"
+        assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS["worker_liveness_timeout"] == 15
+    finally:
+        monkeypatch.undo()
+        importlib.reload(base)
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("CELERY_BROKER_URL", "sentinel://sentinel:26379/0", "CELERY_BROKER_URL: the scheme sentinel://"),
+        ("CELERY_BROKER_URL", "amqp://rabbit:5672//", "CELERY_BROKER_URL: the scheme amqp://"),
+        ("CELERY_BROKER_URL", "sentinel://sentinel:26379/0", "a sentinel:// CELERY_BROKER_URL needs master_name"),
+        ("CELERY_BROKER_URL", "sentinel://s1:26379/0;redis://s2:6379/0", "every URL of a Sentinel broker"),
         ("CELERY_BROKER_URL", "rediss://redis:6380/0?ssl_cert_reqs=maybe", "ssl_cert_reqs=CERT_MAYBE"),
         ("CELERY_BROKER_TRANSPORT_OPTIONS", '{"global_keyprefix": "app:"}', "global_keyprefix is not supported"),
     ],

@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 from kombu import Connection, Consumer, Message, Producer, Queue
 
-from celery_runtime.transport import Channel, Transport
+from celery_runtime.transport import Channel, NotReplicated, SentinelChannel, Transport
 
 QUEUE = "transport-test"
 LIVENESS = 10.0
@@ -40,8 +40,12 @@ def now(broker: redis.Redis) -> float:
 class Worker:
     """One consumer channel on a connection of its own, as a worker process has; what it received is kept unacked."""
 
-    def __init__(self, url: str, *, prefetch: int = 10, no_ack: bool = False) -> None:
-        self.connection = Connection(url, transport=Transport, transport_options={"worker_liveness_timeout": LIVENESS})
+    def __init__(
+        self, url: str, *, prefetch: int = 10, no_ack: bool = False, options: dict[str, Any] | None = None
+    ) -> None:
+        self.connection = Connection(
+            url, transport=Transport, transport_options={"worker_liveness_timeout": LIVENESS, **(options or {})}
+        )
         self.received: list[Message] = []
         self.consumer = Consumer(
             self.connection,
@@ -332,3 +336,50 @@ def test_a_bell_is_bounded_and_expires(url: str, broker: redis.Redis) -> None:
     bell = Channel.bell_key_prefix + QUEUE
     assert broker.llen(bell) == 64
     assert 0 < int(broker.pttl(bell)) <= 10_000
+
+
+# A Redis with no replica: what must reach one (wait_for_replicas, as SentinelChannel asks) does not, in 50 ms.
+UNREPLICATED = {"wait_for_replicas": 1, "replica_wait_timeout": 0.05}
+
+
+def test_a_sentinel_channel_waits_for_a_replica_and_keeps_the_channels_options() -> None:
+    assert SentinelChannel.wait_for_replicas == 1
+    for option in ("master_name", "worker_liveness_timeout", "delivery_limit", "wait_for_replicas"):
+        assert option in SentinelChannel.from_transport_options
+    assert len(set(SentinelChannel.from_transport_options)) == len(SentinelChannel.from_transport_options)
+
+
+def test_a_publish_that_no_replica_acknowledges_is_refused_and_not_sent_again(url: str, broker: redis.Redis) -> None:
+    with Connection(url, transport=Transport, transport_options=UNREPLICATED) as connection:
+        producer = Producer(connection)
+        with pytest.raises(NotReplicated, match="0 of 1 replica"):
+            producer.publish({"n": 1}, routing_key=QUEUE, declare=[Queue(QUEUE)], serializer="json", retry=True)
+    # Left in its queue (it may reach a replica yet), once: a publish sent again would run it twice.
+    assert broker.llen(QUEUE) == 1
+
+
+def test_a_take_that_no_replica_acknowledges_is_given_back_not_delivered(
+    url: str, broker: redis.Redis, workers: list
+) -> None:
+    publish(url, {"n": 1}, {"n": 2})
+    worker = Worker(url, options=UNREPLICATED)
+    workers.append(worker)
+    assert worker.drain(until=1, rounds=3) == []
+    assert broker.llen(QUEUE) == 2
+    assert broker.hlen(worker.channel.owned_key) == 0
+    assert all(int(deaths) == 0 for deaths in broker.hvals(Channel.unacked_deaths_key))  # no death counted
+
+    worker.channel.wait_for_replicas = 0  # a replica answers again
+    assert sorted(body["n"] for body in worker.drain(until=2)) == [1, 2]
+
+
+def test_acks_that_no_replica_acknowledges_are_sent_again(url: str, broker: redis.Redis, workers: list) -> None:
+    publish(url, {"n": 1})
+    worker = Worker(url)
+    workers.append(worker)
+    worker.drain(until=1)
+    tag = worker.received[0].delivery_tag
+    worker.channel.wait_for_replicas, worker.channel.replica_wait_timeout = 1, 0.05
+    worker.received[0].ack()
+    worker.channel.qos.forget_acknowledged()
+    assert worker.channel.qos.take_acknowledged() == [tag]

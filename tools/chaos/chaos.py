@@ -50,18 +50,31 @@ RUNS = "chaos-runs"  # the worker's DIAGNOSTICS_RUNS_TO (docker-compose.chaos.ym
 HEARTBEAT_SECONDS = 3.0  # how often each worker process beats on the defaults (a fifth of the 15 s liveness)
 # Where a finished task's ack may not have reached Redis when the fault struck, so a second run is allowed
 # (acks late: the task ran, its ack was lost); everywhere else a second run fails the suite.
-RERUN_ALLOWED = ("worker-sigkill", "redis-restart", "redis-down")
+# A failover breaks every connection to the old primary, and it may not have replicated its last acks.
+RERUN_ALLOWED = ("worker-sigkill", "redis-restart", "redis-down", "sentinel-failover", "sentinel-switchover")
 
 
 def broker() -> Any:
+    """The broker's primary (through Sentinel on the Sentinel stack)."""
+    import django
+
+    django.setup()
+    from celery_runtime.redis_client import broker_client
+
+    return broker_client(decode_responses=True)
+
+
+def reports() -> Any:
+    """Where the worker reports its runs: the broker, or a Redis apart (DIAGNOSTICS_REPORTS_URL)."""
     import redis
 
-    return redis.Redis.from_url(os.environ["CELERY_BROKER_URL"], decode_responses=True)
+    url = os.environ.get("DIAGNOSTICS_REPORTS_URL")
+    return redis.Redis.from_url(url, decode_responses=True) if url else broker()
 
 
 def reruns_since(start: int, name: str | None = None) -> int:
     """Runs in the RUNS list from `start` on that repeat a task id run before (of task `name`, or any)."""
-    entries = broker().lrange(RUNS, 0, -1)
+    entries = reports().lrange(RUNS, 0, -1)
     seen: set[str] = set(entries[:start])
     reruns = 0
     for entry in entries[start:]:
@@ -141,7 +154,7 @@ def is_clear_refusal(answer: dict[str, Any]) -> bool:
 
 def burst(scenario: str) -> None:
     started = time.monotonic()
-    save(scenario, runs_from=broker().llen(RUNS))
+    save(scenario, runs_from=reports().llen(RUNS))
     (RESULTS / f"{scenario}.started").write_text(str(time.time()))
     answers: list[dict[str, Any]] = []
     lock = threading.Lock()

@@ -51,6 +51,9 @@ INSTALLED_APPS = [
 LANDING_PAGE = env.bool("DJANGO_LANDING_PAGE", default=True)
 # make chaos only: a Redis list on the broker that receives every successful task run (diagnostics), to count runs.
 DIAGNOSTICS_RUNS_TO = env.str("DIAGNOSTICS_RUNS_TO", default="")
+# The Redis the diagnostics tasks report to (runs, bench timings): the broker's unless set. make chaos's Sentinel
+# failover sets a Redis apart, since a failover may lose the broker's last writes, and with them what counts runs.
+DIAGNOSTICS_REPORTS_URL = env.str("DIAGNOSTICS_REPORTS_URL", default="")
 # Where the landing page links to Flower (empty: no link). Development: http://localhost:5555/ (compose).
 FLOWER_URL = env.str("DJANGO_FLOWER_URL", default="")
 
@@ -242,12 +245,27 @@ globals().update(celery_settings_from_env())
 # visibility timeout alone keeps the socket timeouts.
 CELERY_BROKER_TRANSPORT_OPTIONS = {**_transport_option_defaults, **CELERY_BROKER_TRANSPORT_OPTIONS}
 _broker_scheme = urlsplit(CELERY_BROKER_URL).scheme
-if _broker_scheme not in ("redis", "rediss"):
+if _broker_scheme not in ("redis", "rediss", "sentinel"):
     raise ImproperlyConfigured(
         f"CELERY_BROKER_URL: the scheme {_broker_scheme}:// is not one the worker's transport keeps "
-        "(celery_runtime.transport takes redis:// and rediss://; Sentinel and other brokers need a transport of "
+        "(celery_runtime.transport takes redis://, rediss:// and sentinel://; other brokers need a transport of "
         "their own)"
     )
+if _broker_scheme == "sentinel":
+    # Redis Sentinel: the Sentinels' URLs separated by ';', the primary's name in the transport options.
+    _not_sentinel = [url for url in CELERY_BROKER_URL.split(";") if urlsplit(url.strip()).scheme != "sentinel"]
+    if _not_sentinel:
+        raise ImproperlyConfigured(
+            "CELERY_BROKER_URL: every URL of a Sentinel broker is sentinel://host:port (separated by ';'); "
+            f"not {_not_sentinel[0]!r}"
+        )
+    if not isinstance(CELERY_BROKER_TRANSPORT_OPTIONS.get("master_name"), str):
+        raise ImproperlyConfigured(
+            "CELERY_BROKER_TRANSPORT_OPTIONS: a sentinel:// CELERY_BROKER_URL needs master_name, the name the "
+            'Sentinels monitor the primary under (e.g. {"master_name": "mymaster"})'
+        )
+    if CELERY_BROKER_TRANSPORT == "celery_runtime.transport:Transport":
+        CELERY_BROKER_TRANSPORT = "celery_runtime.transport:SentinelTransport"
 if _broker_scheme == "rediss" and not CELERY_BROKER_USE_SSL:
     # The transport is named above, so kombu does not see the scheme and would connect in plain text: TLS as
     # the URL asks, checking the server's certificate unless ?ssl_cert_reqs= says otherwise.

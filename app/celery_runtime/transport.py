@@ -53,7 +53,8 @@ Cluster URLs).
 Private kombu detail overridden (kombu pinned in pyproject.toml, and the take tested against the real worker):
 the Redis channel's `_brpop_start`/`_brpop_read` (the take), `_put` (the bell), `_in_poll`, `_queue_cycle`,
 `_q_for_pri`, `_flush_brpop_reauth`, `connection._deliver`, `connection.cycle.after_read`, QoS's
-`_delivered`/`_dirty` (what the channel holds) and `_quick_ack`. `global_keyprefix` is refused by the settings: the
+`_delivered`/`_dirty` (what the channel holds) and `_quick_ack`; `kombu.transport.TRANSPORT_ALIASES["sentinel"]`
+names SentinelTransport (below). `global_keyprefix` is refused by the settings: the
 scripts name keys. Selected by CELERY_BROKER_TRANSPORT in the settings, for redis:// and rediss:// URLs.
 """
 
@@ -71,6 +72,7 @@ from time import monotonic
 from typing import Any
 
 import kombu.exceptions
+import kombu.transport
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -1009,3 +1011,10 @@ class SentinelTransport(Transport):
 
     Channel = SentinelChannel
     default_port = kombu_redis.SentinelTransport.default_port
+
+
+# After a connection error kombu switches to the next URL of CELERY_BROKER_URL's list (the next Sentinel), and a URL
+# it switches to names its transport by its scheme, whatever broker_transport says (kombu.Connection.switch): without
+# this alias a worker was back on kombu's own Sentinel transport after a failover, where no owner beats, so that what
+# its old connection held never came back (make chaos, sentinel-held: 20 countdown tasks never ran).
+kombu.transport.TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"

@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 from kombu import Connection, Consumer, Message, Producer, Queue
 
-from celery_runtime.transport import Channel, NotReplicated, SentinelChannel, Transport
+from celery_runtime.transport import Channel, NotReplicated, SentinelChannel, SentinelTransport, Transport
 
 QUEUE = "transport-test"
 LIVENESS = 10.0
@@ -347,6 +347,14 @@ def test_a_sentinel_channel_waits_for_a_replica_and_keeps_the_channels_options()
     for option in ("master_name", "worker_liveness_timeout", "delivery_limit", "wait_for_replicas"):
         assert option in SentinelChannel.from_transport_options
     assert len(set(SentinelChannel.from_transport_options)) == len(SentinelChannel.from_transport_options)
+
+
+def test_the_next_sentinel_that_kombu_switches_to_keeps_this_transport() -> None:
+    """After a connection error kombu switches to the next URL, whose scheme names the transport."""
+    connection = Connection("sentinel://s1:26379/0;sentinel://s2:26379/0", transport=SentinelTransport)
+    connection.maybe_switch_next()
+    assert connection.hostname == "s2"
+    assert connection.get_transport_cls() is SentinelTransport
 
 
 def test_a_publish_that_no_replica_acknowledges_is_refused_and_not_sent_again(url: str, broker: redis.Redis) -> None:

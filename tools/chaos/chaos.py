@@ -11,7 +11,8 @@
                           (countdown and long tasks past the liveness), poison, malformed, worker-sigkill-busy,
                           worker-sigkill-two-queues (send, the host kills the worker, verify), worker-cpu-bound (a
                           task holds the CPU past the liveness while its worker holds countdown tasks), redis-paused
-                          (send, the host pauses Redis past the liveness, verify: no run twice, no dead letter)
+                          (send, the host pauses Redis past the liveness, verify: no run twice, no dead letter),
+                          sentinel-held (the same through a failover: the primary SIGKILLed)
   report                  prints the tables of every scenario; exits 1 on any loss, unallowed second run, 500 or hang
 
 Every successful task run of the stack's worker is pushed to the RUNS list (DIAGNOSTICS_RUNS_TO): the "rerun"
@@ -85,17 +86,28 @@ def reruns_since(start: int, name: str | None = None) -> int:
     return reruns
 
 
-def owners_beating_twice() -> list[str]:
-    """Worker processes with more than one owner beating now: a connection closed at a reconnect kept alive by its
-    heartbeat, so that what it held never comes back (the fault this caught lost requests in redis-restart)."""
+def owner_problems() -> list[str]:
+    """Each worker process that answers a ping must have one owner beating now. Two: a connection closed at a
+    reconnect kept alive by its heartbeat, so that what it held never comes back (the fault this caught lost
+    requests in redis-restart). None: a process on a transport that does not own its messages (after a Sentinel
+    failover, kombu's own, until the transport kept its name: sentinel-held's tasks never ran)."""
+    import django
+
+    django.setup()
+    from config.celery_app import app
+
     client = broker()
     seconds, microseconds = client.time()
     recent = seconds + microseconds / 1e6 - 1.5 * HEARTBEAT_SECONDS
     owners = [owner for owner, at in client.zrange("unacked_owners", 0, -1, withscores=True) if at > recent]
     per_process = Counter(owner.rsplit(":", 1)[0] for owner in owners)  # owner: host:pid:connection
-    return [
+    problems = [
         f"worker process {process} has {count} owners beating" for process, count in per_process.items() if count > 1
     ]
+    answered = [name for reply in app.control.ping(timeout=2.0) for name in reply]
+    if len(per_process) < len(answered):
+        problems.append(f"{len(answered)} worker processes answer a ping, {len(per_process)} have an owner beating")
+    return problems
 
 
 def load(scenario: str) -> dict[str, Any]:
@@ -249,7 +261,7 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
     # Two heartbeats after the worker worked again: a connection closed by the fault has stopped beating by then.
     if working_at != "never":
         time.sleep(max(0.0, float(working_at) + 2 * HEARTBEAT_SECONDS + 1 - time.time()))
-    twice = owners_beating_twice()
+    owners = owner_problems()
     save(
         scenario,
         written=len(written),
@@ -261,7 +273,7 @@ def verify(scenario: str, fault_ended_at: float, working_at: str, *, check_beat:
         beat_check=check_beat,
         healthy_s=round(float(working_at) - fault_ended_at, 1) if working_at != "never" else None,
         stack_problems=([] if working_at != "never" else ["web, worker and beat not all working again within 60s"])
-        + twice,
+        + owners,
     )
 
 
@@ -274,7 +286,8 @@ TASK_TIMEOUT = 150
 # worker-cpu-bound: a task that holds the CPU twice the liveness, while its worker holds countdown tasks due later.
 SPIN_SECONDS = 30
 SPIN_COUNTDOWN = 45
-# redis-paused: countdown tasks due after Redis is paused past the liveness (REDIS_PAUSED_SECONDS, tools/chaos/chaos).
+# redis-paused: countdown tasks due after Redis is paused past the liveness (REDIS_PAUSED_SECONDS, tools/chaos/chaos);
+# sentinel-held: the same, due after the primary is SIGKILLed and the Sentinels have promoted its replica.
 PAUSED_COUNTDOWN = 40
 
 
@@ -293,9 +306,9 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
     from celery_runtime.dead_letters import dead_letter_drop, dead_letter_list
     from diagnostics.tasks import noop_task, poison_task, sleep_task, spin_task
 
-    client, report = broker(), f"chaos-{scenario}"
+    client, runs_client, report = broker(), reports(), f"chaos-{scenario}"
     if phase == "send":
-        client.delete(report, f"{report}-poison")
+        runs_client.delete(report, f"{report}-poison")
         save(scenario, tasks=True, sent_at=time.time(), dead_letters_before=client.llen("unacked_dead_letters"))
         if scenario == "held-tasks":
             for index in range(20):
@@ -327,7 +340,7 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
             wait_until_held(client, ["celery"])
             spin_task.apply_async((SPIN_SECONDS, report, 20))
             save(scenario, count=21)
-        elif scenario == "redis-paused":
+        elif scenario in ("redis-paused", "sentinel-held"):
             for index in range(20):
                 noop_task.apply_async((report, index), countdown=PAUSED_COUNTDOWN)
             save(scenario, count=20)
@@ -339,7 +352,7 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
     deadline = time.monotonic() + TASK_TIMEOUT
 
     def ran() -> Counter[int]:
-        return Counter(int(float(entry.split()[0])) for entry in client.lrange(report, 0, -1))
+        return Counter(int(float(entry.split()[0])) for entry in runs_client.lrange(report, 0, -1))
 
     def poison_set_aside() -> bool:
         return poison_id is None or any(letter.task_id == poison_id for letter in dead_letter_list(limit=1000))
@@ -352,9 +365,9 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
         time.sleep(0.5)
     time.sleep(SETTLE_SECONDS)
     runs = ran()
-    problems = []
+    problems = owner_problems()
     if poison_id:
-        poison_runs = client.llen(f"{report}-poison")
+        poison_runs = runs_client.llen(f"{report}-poison")
         if not poison_set_aside():
             problems.append(f"the poison message was not set aside ({poison_runs} runs)")
         elif poison_runs != 3:
@@ -378,7 +391,7 @@ def tasks(scenario: str, phase: str, fault_at: str | None = None) -> None:
         recovered_s=round(done_at - started, 1) if done_at else None,
         task_problems=problems,
     )
-    client.delete(report, f"{report}-poison")
+    runs_client.delete(report, f"{report}-poison")
 
 
 def task_report(rows: list[dict[str, Any]]) -> list[str]:

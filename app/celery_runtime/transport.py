@@ -18,6 +18,8 @@ Here, in Lua scripts that Redis runs atomically:
   kombu marks what it restores. A live worker's messages are never handed out, however long they wait or run.
   Silence counts only while Redis serves: a gap in every beat and sweep longer than half the liveness (Redis
   paused, a fork or fsync stall, a failover) moves every owner's last beat on by the gap (UNSTALL_FUNCTION);
+* a channel that closes gives back what it still owns at once, with no death counted (its process lives: a take
+  whose reply a broken connection lost, say); with Redis away, its process's live channel does so at its next sweep;
 * each give-back by the sweep counts a death for the message; a message whose deliveries ended in
   `delivery_limit` (default 3) deaths goes to the dead-letter list (`dead_letters_key`) instead, logged at ERROR
   with its task and id. A message one death from the limit is suspect: a channel takes it alone, when it holds
@@ -315,15 +317,36 @@ return {given_back, set_aside, gone, tostring(stalled)}
 """
 )
 
-# KEYS: owners, owned. ARGV: owner. A channel closing with nothing of its own left leaves the owners at once, so
-# that no sweep reports it gone.
-RELEASE = """
-if redis.call('HLEN', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 1
+# KEYS: owners, owned, unacked, unacked index, deaths. ARGV: owner, bell key prefix.
+# A channel that closed leaves the owners, and what it still owns goes back to the head of its queue, marked
+# redelivered, with no death counted: its process lives. That is what kombu's restore at close could not reach (a
+# take whose reply the broken connection lost, an ack that did not reach Redis): the sweep would have given it
+# back after the liveness, a death counted for a message never delivered, or delivered to a worker that lives.
+RELEASE = (
+    CUT_FUNCTION
+    + RING_FUNCTION
+    + """
+local owners, owned, unacked, index, deaths = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local entries = redis.call('HGETALL', owned)
+local given_back = 0
+for j = 1, #entries, 2 do
+  local tag, where = entries[j], entries[j + 1]
+  local record = redis.call('HGET', unacked, tag)
+  if record then
+    local item, key = cut(record, where)
+    redis.call('HDEL', unacked, tag)
+    redis.call('ZREM', index, tag)
+    redis.call('HSETNX', deaths, tag, 0)
+    redis.call('RPUSH', key, item)
+    ring(ARGV[2], key)
+    given_back = given_back + 1
+  end
 end
-return 0
+redis.call('DEL', owned)
+redis.call('ZREM', owners, ARGV[1])
+return given_back
 """
+)
 
 # KEYS: unacked, unacked index, owned, deaths. ARGV: tag, "1" for the tail of the queue (leftmost), else its head,
 # bell key prefix.
@@ -378,6 +401,9 @@ class NotReplicated(kombu.exceptions.OperationalError):
 # within seconds of Redis answering again, with no death counted for a message whose delivery did not end in one.
 # What is still here when the process dies comes back with the sweep.
 _pending_give_backs: list[tuple[str, str, bool]] = []
+# Owners of this process's closed channels that could not leave the owners at close (RELEASE): released by its live
+# channel at its next sweep, before the sweep finds them silent.
+_pending_releases: list[str] = []
 _pending_lock = threading.Lock()
 
 
@@ -577,6 +603,8 @@ class QoS(RedisQoS):
         with _pending_lock:
             pending = list(_pending_give_backs)
             _pending_give_backs.clear()
+            releases = list(_pending_releases)
+            _pending_releases.clear()
         given_back = 0
         for index, (owned_key, tag, leftmost) in enumerate(pending):
             try:
@@ -584,21 +612,46 @@ class QoS(RedisQoS):
             except Exception:
                 with _pending_lock:
                     _pending_give_backs[:0] = pending[index:]
+                    _pending_releases[:0] = releases
+                raise
+        for index, owner in enumerate(releases):
+            try:
+                given_back += self._release(owner)
+            except Exception:
+                with _pending_lock:
+                    _pending_releases[:0] = releases[index:]
                 raise
         if given_back:
             logger.warning("redelivery: %d message(s) that could not be given back earlier are back", given_back)
         return given_back
 
     def restore_unacked_once(self, stderr: Any = None) -> Any:
-        """kombu's, as the channel closes (what it holds back in its queues), then this owner leaves the owners if
-        nothing of its own is left; else the sweep gives back the rest once it is silent for the liveness."""
+        """kombu's, as the channel closes (what it holds back in its queues), then this owner leaves the owners and
+        gives back whatever else it still owns (RELEASE); with Redis away, this process's live channel does that at
+        its next sweep (retry_give_backs), or, if the process dies first, the sweep once the owner is silent."""
         restored = super().restore_unacked_once(stderr)
-        channel = self.channel
+        owner = self.channel.owner
         try:
-            self.script(RELEASE)(keys=[channel.unacked_owners_key, channel.owned_key], args=[channel.owner])
-        except Exception as exc:  # noqa: BLE001 - closing goes on: the sweep removes it after the liveness
+            released = self._release(owner)
+        except Exception as exc:  # noqa: BLE001 - closing goes on: released later, as above
+            with _pending_lock:
+                _pending_releases.append(owner)
             logger.debug("could not leave the owners at close: %r", exc)
+        else:
+            if released:
+                logger.warning("redelivery: %d message(s) taken but not delivered are back in their queues", released)
         return restored
+
+    def _release(self, owner: str) -> int:
+        channel = self.channel
+        keys = [
+            channel.unacked_owners_key,
+            channel.owned_key_prefix + owner,
+            channel.unacked_key,
+            channel.unacked_index_key,
+            channel.unacked_deaths_key,
+        ]
+        return int(self.script(RELEASE)(keys=keys, args=[owner, channel.bell_key_prefix]))
 
     def heartbeat(self, client: Any, log: Callable[..., None] = logger.log) -> bool:
         """Tells Redis this owner is alive, over `client` (the heartbeat thread's own connection: celery_runtime.

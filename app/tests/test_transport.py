@@ -282,6 +282,60 @@ def test_a_requeue_that_meets_a_broken_connection_is_given_back_later_with_no_de
     assert worker.channel.qos.retry_give_backs() == 0
 
 
+def take_with_the_reply_lost(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A take that Redis runs and whose reply the connection loses: its messages are this owner's, never delivered."""
+    client = worker.channel.client
+
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(client, "parse_response", lost)
+    with pytest.raises(redis.ConnectionError):
+        worker.connection.drain_events(timeout=2)
+    monkeypatch.undo()
+    assert worker.received == []
+
+
+def test_a_take_whose_reply_was_lost_is_given_back_at_close_with_no_death(
+    url: str, broker: redis.Redis, workers: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left to the sweep, the messages came back once the closed owner was silent for the liveness, each with a death
+    counted though it was never delivered."""
+    publish(url, {"n": 1}, {"n": 2})
+    worker = Worker(url)
+    owner = worker.channel.owner
+    take_with_the_reply_lost(worker, monkeypatch)
+    assert broker.hlen(worker.channel.owned_key) == 2 and broker.llen(QUEUE) == 0
+    worker.close()
+
+    assert broker.llen(QUEUE) == 2
+    assert all(broker.hget(Channel.unacked_deaths_key, tag) == "0" for tag in tags_in_queue(broker))
+    assert broker.zscore(Channel.unacked_owners_key, owner) is None
+    assert broker.exists(Channel.owned_key_prefix + owner) == 0
+
+
+def test_a_closed_owner_that_could_not_leave_is_released_by_the_live_channel(
+    url: str, broker: redis.Redis, workers: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(url, {"n": 1}, {"n": 2})
+    closing, live = Worker(url), Worker(url)
+    workers.append(live)
+    take_with_the_reply_lost(closing, monkeypatch)
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(closing.channel.qos, "_release", broken)
+    closing.close()
+    assert broker.llen(QUEUE) == 0
+    monkeypatch.undo()
+
+    assert live.channel.qos.retry_give_backs() == 2
+    assert broker.llen(QUEUE) == 2
+    assert all(broker.hget(Channel.unacked_deaths_key, tag) == "0" for tag in tags_in_queue(broker))
+    assert live.channel.qos.retry_give_backs() == 0
+
+
 def test_one_message_wakes_one_waiting_channel(url: str, broker: redis.Redis, workers: list) -> None:
     """Idle channels of one queue: a message wakes one of them, not all (each woken one would take nothing, and with
     a fleet waiting every message cost Redis a command per waiter: docs/performance.md, make bench-fleet)."""

@@ -305,7 +305,8 @@ def test_a_take_whose_reply_was_lost_is_given_back_at_close_with_no_death(
     worker = Worker(url)
     owner = worker.channel.owner
     take_with_the_reply_lost(worker, monkeypatch)
-    assert broker.hlen(worker.channel.owned_key) == 2 and broker.llen(QUEUE) == 0
+    assert broker.hlen(worker.channel.owned_key) == 2
+    assert broker.llen(QUEUE) == 0
     worker.close()
 
     assert broker.llen(QUEUE) == 2

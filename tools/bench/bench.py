@@ -415,9 +415,25 @@ def scaled(count: int) -> int:
     return max(10, int(count * SCALE))
 
 
+def compare_with(before: str) -> None:
+    """BENCH_COMPARE_WITH=<an app/ tree of other code>: the template's gevent worker on that code and on this one,
+    side by side on the hot path's rows (how a change is held within 10 %: docs/performance.md)."""
+    now = WorkerSpec("gevent now", "gevent", GEVENT_CONCURRENCY, POOLED)
+    then = WorkerSpec("gevent before", "gevent", GEVENT_CONCURRENCY, {**POOLED, "PYTHONPATH": f"{before}:/bench"})
+    for queued_first in (False, True):
+        print(f"-- {'queued first' if queued_first else 'sent while it consumes'}")
+        side_by_side([(now, 3000), (then, 3000)], ["no-op", "io 100 ms"], queued_first=queued_first)
+    print("-- queued first")
+    side_by_side([(now, 1000), (then, 1000)], [LONG_QUERY, SHORT_QUERIES], queued_first=True)
+    ProbeRecord.objects.filter(key__startswith="bench-").delete()
+
+
 def main() -> None:
     ProbeRecord.objects.filter(key__startswith="bench-").delete()
     app.control.purge()
+    if os.environ.get("BENCH_COMPARE_WITH"):
+        compare_with(os.environ["BENCH_COMPARE_WITH"])
+        return
     through_pgbouncer = {**PER_TASK_CONNECTIONS, "DATABASE_URL": PGBOUNCER_URL}
     gevent = WorkerSpec("gevent", "gevent", GEVENT_CONCURRENCY, POOLED)
     runs: list[tuple[WorkerSpec, dict[str, int]]] = [  # tasks per workload, so that each cell takes a few seconds

@@ -32,13 +32,17 @@ ENV_VALUE = $$($(1) config --environment | sed -n 's/^$(2)=//p' | grep . || echo
 # For the recipes that write env files: `secret N` prints N random letters and digits.
 DEFINE_SECRET = secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$$1"; }
 
-# A fresh clone has no .env: make one from .env.example with new random secrets.
+# A fresh clone has no .env: make one from .env.example with new random secrets, and a compose project name of its
+# own (docker-compose.yml's name and a random suffix).
 .env:
 	@$(DEFINE_SECRET); \
+	suffix=$$(LC_ALL=C tr -dc 'a-z0-9' </dev/urandom | head -c 6); \
 	sed -e "s|^DJANGO_SECRET_KEY=.*|DJANGO_SECRET_KEY=$$(secret 50)|" \
 	    -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$$(secret 32)|" \
-	    -e "s|^FLOWER_PASSWORD=.*|FLOWER_PASSWORD=$$(secret 24)|" .env.example > .env
-	@echo "wrote .env with fresh random secrets"
+	    -e "s|^FLOWER_PASSWORD=.*|FLOWER_PASSWORD=$$(secret 24)|" \
+	    -e "s|^COMPOSE_PROJECT_NAME=.*|COMPOSE_PROJECT_NAME=$$(sed -n 's/^name: *//p' docker-compose.yml)-$$suffix|" \
+	    .env.example > .env
+	@echo "wrote .env with fresh random secrets (compose project $$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env))"
 
 .PHONY: build
 build: .env ## build the development image
@@ -125,6 +129,18 @@ lint: .env ## ruff, mypy, makemigrations --check, compose config, shellcheck, ha
 fmt: .env ## format and autofix with ruff
 	@$(COMPOSE) build --quiet web
 	$(TOOLS) --user "$(HOST_USER)" web bash -c 'ruff format . && ruff check --fix .'
+
+# uv in an image stage of its own (the uv service), as you: it builds while uv.lock is out of date.
+UV = $(COMPOSE) --profile tools run --rm --build --user "$(HOST_USER)" uv
+
+.PHONY: add
+add: .env ## add a dependency to pyproject.toml and uv.lock: PACKAGE=<name>[<version spec>] [GROUP=dev]; make up installs it
+	@[[ -n "$(PACKAGE)" ]] || { echo "usage: make add PACKAGE=<name> [GROUP=dev]" >&2; exit 2; }
+	$(UV) add --no-sync $(if $(GROUP),--group "$(GROUP)") "$(PACKAGE)"
+
+.PHONY: lock
+lock: .env ## update uv.lock after a hand edit of pyproject.toml; make up installs what changed
+	$(UV) lock
 
 .PHONY: init
 init: ## make this clone your project: NAME=<package name> [EXAMPLES=keep|drop] [NEW_HISTORY=yes|no]

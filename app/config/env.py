@@ -7,6 +7,9 @@ unknown word into False, so `DJANGO_DEBUG=ture` would pass silently).
 `celery_settings_from_env` turns every `CELERY_*` variable into the Django setting of that name, typed
 by Celery's own table of options, so any Celery setting can be set from the environment.
 
+`reject_unknown_django_variables` stops start-up on a `DJANGO_*` variable that nothing reads (`DJANGO_DEBGU`),
+naming the closest one that something does.
+
 Both read Docker-style secret files: when `NAME_FILE` is set (`DJANGO_SECRET_KEY_FILE=/run/secrets/key`),
 the value of NAME is that file's content. Setting both NAME and NAME_FILE is an error, so it is never
 unclear which one is in force.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -58,9 +62,14 @@ def _only_one_of(name: str, environ_: Mapping[str, str]) -> None:
 
 
 class StrictEnv(environ.Env):
+    def __init__(self, **scheme: Any) -> None:
+        super().__init__(**scheme)
+        self.names_read: set[str] = set()  # every variable asked for, set or not: django_variables_unknown
+
     def get_value(
         self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET, parse_default: bool = False
     ) -> Any:
+        self.names_read.add(var)
         file_variable = f"{var}_FILE"
         if file_variable in self.ENVIRON:
             _only_one_of(var, self.ENVIRON)
@@ -186,3 +195,43 @@ def celery_settings_from_env(environ_: Mapping[str, str] | None = None) -> dict[
             # Not the parse error: it would quote the file's content, which may be a secret.
             raise ImproperlyConfigured(f"the content of {variable} is not a valid {name}") from None
     return settings
+
+
+# DJANGO_* variables Django itself reads from the environment, which no setting names.
+_DJANGO_PROCESS_VARIABLES = frozenset(
+    {
+        "DJANGO_SETTINGS_MODULE",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+        "DJANGO_COLORS",
+        "DJANGO_WATCHMAN_TIMEOUT",
+        "DJANGO_RUNSERVER_HIDE_WARNING",
+        "DJANGO_TEST_PROCESSES",
+    }
+)
+_DJANGO_PROCESS_PREFIXES = ("DJANGO_SUPERUSER_",)  # createsuperuser --noinput's fields
+_DJANGO_NAME = re.compile(r"""["'](DJANGO_[A-Z0-9_]+)["']""")
+
+
+def django_variables_read(package: Path = Path(__file__).parent) -> set[str]:
+    """The DJANGO_* names the project reads: every one that `env` was asked for in this process, and every quoted
+    DJANGO_* name in the config package's source (so that a variable only another settings module reads, the
+    production one's in a development process say, is known too). Nothing to keep up to date by hand."""
+    names = set(env.names_read)
+    for path in package.rglob("*.py"):
+        names.update(_DJANGO_NAME.findall(path.read_text(encoding="utf-8")))
+    return {name for name in names if name.startswith("DJANGO_")}
+
+
+def reject_unknown_django_variables(environ_: Mapping[str, str] | None = None) -> None:
+    """A DJANGO_* variable that nothing reads stops start-up, as a CELERY_* one does: a typo would be ignored."""
+    source = os.environ if environ_ is None else environ_
+    known = django_variables_read() | _DJANGO_PROCESS_VARIABLES
+    for variable in sorted(source):
+        if not variable.startswith("DJANGO_") or variable.startswith(_DJANGO_PROCESS_PREFIXES):
+            continue
+        name = variable.removesuffix("_FILE") if variable.removesuffix("_FILE") in known else variable
+        if name in known:
+            continue
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ImproperlyConfigured(f"{variable} is not a variable this project reads{hint}")

@@ -3,7 +3,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import StrictEnv, celery_settings_from_env
+from config.env import StrictEnv, celery_settings_from_env, env, reject_unknown_django_variables
 
 
 def test_celery_settings_are_typed_by_celerys_option_table() -> None:
@@ -210,3 +210,29 @@ def start_up_refused(variable: str, value: str) -> str:
     )
     assert result.returncode != 0, result.stdout
     return result.stderr
+
+
+def test_a_misspelt_django_variable_stops_start_up_naming_the_one_meant() -> None:
+    stderr = start_up_refused("DJANGO_DEBGU", "true")
+    assert "DJANGO_DEBGU is not a variable this project reads; did you mean DJANGO_DEBUG?" in stderr, stderr
+
+
+def test_django_variables_of_any_settings_module_or_of_django_itself_are_known() -> None:
+    reject_unknown_django_variables(
+        {
+            "DJANGO_SECURE_HSTS_SECONDS": "60",  # read by the production settings only
+            "DJANGO_SECRET_KEY_FILE": "/run/secrets/key",
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DJANGO_SUPERUSER_PASSWORD": "secret",  # createsuperuser --noinput
+        }
+    )
+
+
+def test_a_variable_read_through_the_env_helper_is_known_without_a_list() -> None:
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_REPORTS_BUCKET is not a variable"):
+        reject_unknown_django_variables({"DJANGO_REPORTS_BUCKET": "reports"})
+    env.str("DJANGO_REPORTS_BUCKET", default="")  # what a user's setting does
+    try:
+        reject_unknown_django_variables({"DJANGO_REPORTS_BUCKET": "reports"})
+    finally:
+        env.names_read.discard("DJANGO_REPORTS_BUCKET")

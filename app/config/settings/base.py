@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import celery_settings_from_env, env
+from config.env import celery_settings_from_env, env, reject_unknown_django_variables
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -297,3 +297,6 @@ WORKER_LIVENESS_FILE = env.str("WORKER_LIVENESS_FILE", default="/tmp/celery-work
 # gunicorn's size, read here as well so the worker can count the web's Postgres connections.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
+
+# Last: a DJANGO_* variable that no settings module reads is a typo (DJANGO_DEBGU), not a setting ignored.
+reject_unknown_django_variables()

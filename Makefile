@@ -36,7 +36,7 @@ DEFINE_SECRET = secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "
 # own (docker-compose.yml's name and a random suffix).
 .env:
 	@$(DEFINE_SECRET); \
-	suffix=$$(LC_ALL=C tr -dc 'a-z0-9' </dev/urandom | head -c 6); \
+	suffix=$$(LC_ALL=C tr -dc 'a-z0-9' </dev/urandom | head -c 6 || true); \
 	sed -e "s|^DJANGO_SECRET_KEY=.*|DJANGO_SECRET_KEY=$$(secret 50)|" \
 	    -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$$(secret 32)|" \
 	    -e "s|^FLOWER_PASSWORD=.*|FLOWER_PASSWORD=$$(secret 24)|" \

@@ -4,12 +4,11 @@ from celery import states
 from celery.result import AsyncResult
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from calc.selectors import task_outcome_get
 from calc.services import calculation_start
-from config.api import BadRequest, bad_request, read_payload, require_database
+from config.api import BadRequest, api_write, bad_request, read_payload, require_database
 from config.celery_app import debug_task
 
 
@@ -29,25 +28,25 @@ def _start(request: HttpRequest, operation: str) -> JsonResponse:
         return bad_request(str(exc))
 
 
-@csrf_exempt
+@api_write
 @require_POST
 def add_start(request: HttpRequest) -> JsonResponse:
     return _start(request, "add")
 
 
-@csrf_exempt
+@api_write
 @require_POST
 def mul_start(request: HttpRequest) -> JsonResponse:
     return _start(request, "mul")
 
 
-@csrf_exempt
+@api_write
 @require_POST
 def xsum_start(request: HttpRequest) -> JsonResponse:
     return _start(request, "xsum")
 
 
-@csrf_exempt
+@api_write
 @require_POST
 def debug_start(request: HttpRequest) -> JsonResponse:
     require_database()

@@ -1,12 +1,39 @@
-"""Small helpers for the JSON endpoints: read a form or JSON body, and answer errors as JSON."""
+"""Small helpers for the JSON endpoints: read a form or JSON body, answer errors as JSON, and guard writes."""
 
 from __future__ import annotations
 
+import hmac
 import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+
+def api_write(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A JSON endpoint that changes state. Exempt from Django's CSRF check, which guards a browser session that these
+    do not use; with `API_WRITE_TOKEN` set (DJANGO_API_WRITE_TOKEN), a request other than GET or HEAD without
+    `Authorization: Bearer <token>` is answered 401. Production requires the token for the example endpoints."""
+
+    @csrf_exempt
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        token = settings.API_WRITE_TOKEN
+        if token and request.method not in ("GET", "HEAD"):
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                response = JsonResponse(
+                    {"error": "this endpoint needs Authorization: Bearer <its write token>"}, status=401
+                )
+                response["WWW-Authenticate"] = "Bearer"
+                return response
+        return view(request, *args, **kwargs)
+
+    return guarded
 
 
 class BadRequest(Exception):

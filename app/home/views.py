@@ -23,6 +23,11 @@ from home.selectors import stack_status_get
 RECENT_LOGS = 5
 
 
+def _example_on(app: str) -> bool:
+    """The example app is installed and its endpoints are on (off in production unless switched on)."""
+    return apps.is_installed(app) and settings.EXAMPLE_ENDPOINTS
+
+
 def _uuid(raw: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(raw) if raw else None
@@ -37,9 +42,9 @@ def _demo_context(request: HttpRequest) -> dict[str, Any]:
     """What the page shows of the example apps, and whether something sent to the worker is still pending."""
     context: dict[str, Any] = {"refresh": False}
     # >>> example apps
-    context["has_logs"] = apps.is_installed("logs")
-    context["has_calc"] = apps.is_installed("calc")
-    context["has_heartbeat"] = apps.is_installed("heartbeat")
+    context["has_logs"] = _example_on("logs")
+    context["has_calc"] = _example_on("calc")
+    context["has_heartbeat"] = _example_on("heartbeat")
     pending = False
     if context["has_logs"]:
         from logs.selectors import log_get, log_list
@@ -67,12 +72,12 @@ def _send(request: HttpRequest) -> HttpResponseRedirect:
     """The form's action, through the same services and checks as the JSON API; BadRequest says what is wrong."""
     action = request.POST.get("action", "")
     # >>> example apps
-    if action == "log" and apps.is_installed("logs"):
+    if action == "log" and _example_on("logs"):
         from logs.services import log_enqueue
 
         request_id = log_enqueue(text=request.POST.get("text"))
         return HttpResponseRedirect(f"{reverse('home')}?log={request_id}#try-log")
-    if action in ("add", "mul", "xsum") and apps.is_installed("calc"):
+    if action in ("add", "mul", "xsum") and _example_on("calc"):
         from calc.services import calculation_start
 
         payload = {key: value for key, value in request.POST.items() if key in ("x", "y", "numbers")}

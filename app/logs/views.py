@@ -4,10 +4,9 @@ from django.http import HttpRequest, JsonResponse
 from django.tasks import TaskResultStatus
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from config.api import BadRequest, bad_request, read_payload
+from config.api import BadRequest, api_write, bad_request, read_payload
 from logs.models import Log
 from logs.selectors import log_get, log_list
 from logs.services import log_enqueue, log_summary_enqueue
@@ -25,7 +24,7 @@ def _log_json(log: Log) -> dict[str, object]:
     }
 
 
-@csrf_exempt
+@api_write
 @require_http_methods(["GET", "POST"])
 def log_collection(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
@@ -62,7 +61,7 @@ def log_detail(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
     return JsonResponse({"status": "written", **_log_json(log)})
 
 
-@csrf_exempt
+@api_write
 @require_POST
 def log_summary_start(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
     """Enqueues the django.tasks example for a written log; its result is followed at the returned url."""

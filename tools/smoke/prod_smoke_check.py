@@ -3,11 +3,13 @@
 Connects to SMOKE_ADDRESS (default 127.0.0.1, the host: the smoke service uses the host's network) on
 HTTP_PORT and HTTPS_PORT, with DOMAIN as the TLS server name and Host, so the certificate and the routing are
 those a browser gets. SMOKE_CA_FILE is the CA to trust (Caddy's local root for `tls internal`); without it
-the system's CAs. Standard library only. Each check prints one line; the first failure exits 1.
+the system's CAs. DJANGO_API_WRITE_TOKEN, when set, goes with every POST to the example endpoints, as production
+requires once they are switched on. Standard library only. Each check prints one line; the first failure exits 1.
 
     prod_smoke_check.py               every check
     prod_smoke_check.py health        the site answers /health/ over HTTPS
     prod_smoke_check.py post-log TEXT POST /logs/, wait until the worker wrote it, print its request_id
+    prod_smoke_check.py examples-off  POST /logs/ is a 404: the example endpoints are off, as by default
     prod_smoke_check.py flower-workers print the workers Flower lists with their stats, one a line
     prod_smoke_check.py load STOP_FILE [RATE]
                                       POST /logs/ at RATE a second (default 10) until STOP_FILE exists, then
@@ -93,7 +95,11 @@ def request(
 
 
 def post_json(path: str, payload: Any) -> Response:
-    return request("POST", path, body=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    """With the write token that production requires of the example endpoints' writes, when there is one."""
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("DJANGO_API_WRITE_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['DJANGO_API_WRITE_TOKEN']}"
+    return request("POST", path, body=json.dumps(payload).encode(), headers=headers)
 
 
 def check_health() -> None:
@@ -296,6 +302,14 @@ def main(argv: list[str]) -> None:
         check_health()
         return
     # >>> example apps
+    if argv == ["examples-off"]:
+        response = post_json("/logs/", {"text": "a default production stack serves no example endpoint"})
+        check(
+            "POST /logs/ on a default production stack is a 404 (DJANGO_EXAMPLE_ENDPOINTS)",
+            response.status == 404,
+            response,
+        )
+        return
     if argv[:1] == ["post-log"] and len(argv) == 2:
         print(post_log(argv[1]))
         return

@@ -49,6 +49,13 @@ INSTALLED_APPS = [
 # The landing page at / (home): which services are up, links, the example tasks to try. On in development
 # (settings.local) and the tests; production turns it on only with DJANGO_LANDING_PAGE=true (/ is a 404 otherwise).
 LANDING_PAGE = env.bool("DJANGO_LANDING_PAGE", default=True)
+# JSON endpoints that change state (config.api.api_write) need `Authorization: Bearer <this>` when it is set.
+API_WRITE_TOKEN = env.str("DJANGO_API_WRITE_TOKEN", default="")
+# >>> example apps
+# The example apps' endpoints (/logs/, /tasks/, /heartbeats/): on in development and the tests; production turns
+# them on only with DJANGO_EXAMPLE_ENDPOINTS=true, and then requires DJANGO_API_WRITE_TOKEN for their writes.
+EXAMPLE_ENDPOINTS = env.bool("DJANGO_EXAMPLE_ENDPOINTS", default=True)
+# <<< example apps
 # make chaos only: a Redis list on the broker that receives every successful task run (diagnostics), to count runs.
 DIAGNOSTICS_RUNS_TO = env.str("DIAGNOSTICS_RUNS_TO", default="")
 # The Redis the diagnostics tasks report to (runs, bench timings): the broker's unless set. make chaos's Sentinel

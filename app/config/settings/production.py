@@ -5,6 +5,8 @@ must be set, each either as itself or as NAME_FILE naming a file that holds it (
 config.env). A missing one stops start-up with an error that names it.
 """
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import env
 from config.settings.base import *  # noqa: F403
 from config.settings.base import LOGGING
@@ -32,6 +34,15 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # apply to a site (say, security.W021 for a domain that will not join the HSTS preload list) can be silenced
 # by name in DJANGO_SILENCED_SYSTEM_CHECKS, where a reviewer sees it. None is by default.
 SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
+# >>> example apps
+# Their endpoints change state without a login: off unless switched on, and then only with a write token.
+EXAMPLE_ENDPOINTS = env.bool("DJANGO_EXAMPLE_ENDPOINTS", default=False)
+if EXAMPLE_ENDPOINTS and not API_WRITE_TOKEN:  # noqa: F405
+    raise ImproperlyConfigured(
+        "DJANGO_EXAMPLE_ENDPOINTS=true in production needs DJANGO_API_WRITE_TOKEN: the example endpoints' POSTs change "
+        "state, and answer only requests with Authorization: Bearer <that token>"
+    )
+# <<< example apps
 
 # One JSON object per line on stdout, for `docker compose logs` and any log shipper.
 LOGGING["handlers"]["console"]["formatter"] = "json"

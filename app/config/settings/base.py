@@ -13,7 +13,7 @@ from config.env import celery_settings_from_env, env, reject_unknown_django_vari
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
-# Core: https://docs.djangoproject.com/en/5.2/ref/settings/
+# Core: https://docs.djangoproject.com/en/6.0/ref/settings/
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
@@ -93,7 +93,7 @@ TEMPLATES = [
 ]
 
 
-# Database: https://docs.djangoproject.com/en/5.2/ref/databases/#postgresql-notes
+# Database: https://docs.djangoproject.com/en/6.0/ref/databases/#postgresql-notes
 DATABASES = {"default": env.db_url("DATABASE_URL")}
 # Django's PostgreSQL backend, failing fast for a second after a failed connect (config/db/base.py).
 DATABASES["default"]["ENGINE"] = "config.db"
@@ -123,7 +123,7 @@ if DATABASE_POOL_SIZE:
     }
 
 
-# Passwords: https://docs.djangoproject.com/en/5.2/topics/auth/passwords/
+# Passwords: https://docs.djangoproject.com/en/6.0/topics/auth/passwords/
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -141,7 +141,7 @@ STORAGES = {
 }
 
 
-# Logging: https://docs.djangoproject.com/en/5.2/topics/logging/
+# Logging: https://docs.djangoproject.com/en/6.0/topics/logging/
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
 LOGGING: dict[str, Any] = {
     "version": 1,

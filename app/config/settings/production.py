@@ -20,7 +20,7 @@ FLOWER_URL = env.str("DJANGO_FLOWER_URL", default="/flower/")
 ALLOWED_HOSTS = [*env.list("DJANGO_ALLOWED_HOSTS"), "localhost"]
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-# Security behind a TLS-terminating proxy: https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
+# Security behind a TLS-terminating proxy: https://docs.djangoproject.com/en/6.0/howto/deployment/checklist/
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # the container healthcheck speaks plain HTTP inside the network

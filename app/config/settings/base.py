@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "celery_runtime",
+    "users",
     "home",
     "diagnostics",
     # >>> example apps: `make init EXAMPLES=drop` removes them, with everything between these two lines
@@ -45,6 +46,9 @@ INSTALLED_APPS = [
     "heartbeat",
     # <<< example apps
 ]
+
+# The project's own user model from the first migration on (users.models): it takes fields in an ordinary migration.
+AUTH_USER_MODEL = "users.User"
 
 # The landing page at / (home): which services are up, links, the example tasks to try. On in development
 # (settings.local) and the tests; production turns it on only with DJANGO_LANDING_PAGE=true (/ is a 404 otherwise).

@@ -23,7 +23,7 @@ TEMPLATE_ONLY = (".ci",)
 # A block that belongs to the example apps starts and ends with a comment line of its own, in the file's syntax:
 # `# >>> example apps` (Python, TOML, YAML, shell), `{# >>> example apps #}`, `<!-- >>> example apps -->`.
 MARKER = re.compile(r"^\s*(?:#|\{#|<!--)\s*(>>>|<<<) example apps\b")
-TEXT_SUFFIXES = {".py", ".html", ".md", ".toml", ".yml", ".yaml", ".ini", ".cfg", ".txt", ".conf", ""}
+TEXT_SUFFIXES = {".py", ".html", ".md", ".toml", ".yml", ".yaml", ".ini", ".cfg", ".txt", ".conf", ".example", ""}
 SKIPPED_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", "staticfiles"}
 SKIPPED_DIRS |= {"bench-results", "chaos-results", "backups"}  # what the stack writes, not source
 THIS_DIR = Path(__file__).resolve().parent  # tools/init, which speaks of the markers without being marked

@@ -933,7 +933,6 @@ class Channel(RedisChannel):
                 raise
             if not replicated:
                 self.qos.give_back_acknowledged(self._forgetting)  # sent again with the next take
-            self._forgetting = []
             if sent in ("BLPOP", "BLMOVE"):
                 self._queues_were_empty = False  # a message arrived, or the wait timed out: take next
                 raise Empty()
